@@ -1,0 +1,235 @@
+// Package configs holds streamd's configuration: the YAML schema, the
+// embedded default file, environment overrides and validation.
+package configs
+
+import (
+	_ "embed"
+	"fmt"
+	"net"
+	"regexp"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+//go:embed streamd.yaml
+var defaultFile []byte
+
+// DefaultFile returns the embedded default configuration file.
+func DefaultFile() []byte { return append([]byte(nil), defaultFile...) }
+
+// Config is the whole configuration. Field tags name the YAML keys.
+type Config struct {
+	Log      Log       `yaml:"log"`
+	DataDir  string    `yaml:"data_dir"`
+	HTTP     HTTP      `yaml:"http"`
+	RTMP     RTMP      `yaml:"rtmp"`
+	RTSP     RTSP      `yaml:"rtsp"`
+	Storage  Storage   `yaml:"storage"`
+	Live     Live      `yaml:"live"`
+	Channels []Channel `yaml:"channels"`
+}
+
+type Log struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+type HTTP struct {
+	Addr           string   `yaml:"addr"`
+	AllowedOrigins []string `yaml:"allowed_origins"`
+}
+
+type RTMP struct {
+	Addr string `yaml:"addr"`
+}
+
+type RTSP struct {
+	Addr        string `yaml:"addr"`
+	UDPRTPAddr  string `yaml:"udp_rtp_addr"`
+	UDPRTCPAddr string `yaml:"udp_rtcp_addr"`
+}
+
+type Storage struct {
+	Objects Objects `yaml:"objects"`
+}
+
+type Objects struct {
+	Driver string `yaml:"driver"`
+	Path   string `yaml:"path"`
+}
+
+type Live struct {
+	SegmentDuration  Duration `yaml:"segment_duration"`
+	PlaylistSegments int      `yaml:"playlist_segments"`
+	EndGrace         Duration `yaml:"end_grace"`
+}
+
+type Channel struct {
+	Name      string `yaml:"name"`
+	StreamKey string `yaml:"stream_key"`
+}
+
+// Defaults returns the configuration the embedded file describes. A test
+// keeps the two equal.
+func Defaults() Config {
+	return Config{
+		Log:     Log{Level: "info", Format: "text"},
+		DataDir: "./data",
+		HTTP:    HTTP{Addr: ":8080", AllowedOrigins: []string{"*"}},
+		RTMP:    RTMP{Addr: ":1935"},
+		RTSP:    RTSP{Addr: ":8554", UDPRTPAddr: ":8000", UDPRTCPAddr: ":8001"},
+		Storage: Storage{Objects: Objects{Driver: "fs", Path: "./data"}},
+		Live: Live{
+			SegmentDuration:  Duration(2 * time.Second),
+			PlaylistSegments: 6,
+			EndGrace:         Duration(5 * time.Second),
+		},
+		Channels: []Channel{{Name: "main"}},
+	}
+}
+
+// Duration is a time.Duration written as "2s", "500ms" in YAML.
+type Duration time.Duration
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalYAML writes the duration as a string.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// UnmarshalYAML parses "2s"-style durations. A bad value is reported as a
+// type error so the decoder goes on and every problem is listed at once.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil || n.Kind != yaml.ScalarNode {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %q is not a duration (use e.g. 2s, 500ms)", n.Line, n.Value)}}
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Problem is one thing wrong with a configuration, located by key and
+// (when it came from a file) line.
+type Problem struct {
+	Key     string
+	Line    int // 0 when unknown (defaults, environment)
+	Message string
+}
+
+func (p Problem) String() string {
+	if p.Line > 0 {
+		return fmt.Sprintf("line %d: %s: %s", p.Line, p.Key, p.Message)
+	}
+	return fmt.Sprintf("%s: %s", p.Key, p.Message)
+}
+
+// Error lists every problem found in a configuration.
+type Error struct {
+	Source   string
+	Problems []Problem
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %d problem(s)", e.Source, len(e.Problems))
+	for _, p := range e.Problems {
+		b.WriteString("\n  ")
+		b.WriteString(p.String())
+	}
+	return b.String()
+}
+
+var channelName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+
+// Validate checks values; each problem names its key and the fix.
+func (c *Config) Validate() []Problem {
+	var ps []Problem
+	add := func(key, format string, args ...any) {
+		ps = append(ps, Problem{Key: key, Message: fmt.Sprintf(format, args...)})
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		add("log.format", "%q is not one of text, json", c.Log.Format)
+	}
+	if c.DataDir == "" {
+		add("data_dir", "must not be empty")
+	}
+	checkAddr := func(key, v string, required bool) {
+		if v == "" {
+			if required {
+				add(key, "must not be empty (use host:port, e.g. \":8080\")")
+			}
+			return
+		}
+		if _, port, err := net.SplitHostPort(v); err != nil || port == "" {
+			add(key, "%q is not host:port (e.g. \":8080\" or \"127.0.0.1:8080\")", v)
+		}
+	}
+	checkAddr("http.addr", c.HTTP.Addr, true)
+	checkAddr("rtmp.addr", c.RTMP.Addr, false)
+	checkAddr("rtsp.addr", c.RTSP.Addr, false)
+	checkAddr("rtsp.udp_rtp_addr", c.RTSP.UDPRTPAddr, false)
+	checkAddr("rtsp.udp_rtcp_addr", c.RTSP.UDPRTCPAddr, false)
+	if (c.RTSP.UDPRTPAddr == "") != (c.RTSP.UDPRTCPAddr == "") {
+		add("rtsp.udp_rtcp_addr", "set both rtsp.udp_rtp_addr and rtsp.udp_rtcp_addr, or neither (TCP only)")
+	}
+	if c.RTMP.Addr == "" && c.RTSP.Addr == "" {
+		add("rtmp.addr", "rtmp.addr and rtsp.addr are both empty: nothing could publish")
+	}
+	for i, o := range c.HTTP.AllowedOrigins {
+		if o != "*" && !strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") {
+			add(fmt.Sprintf("http.allowed_origins[%d]", i), "%q must be \"*\" or an origin like https://example.com", o)
+		}
+	}
+	switch c.Storage.Objects.Driver {
+	case "fs":
+		if c.Storage.Objects.Path == "" {
+			add("storage.objects.path", "must name a folder when storage.objects.driver is fs")
+		}
+	default:
+		add("storage.objects.driver", "%q is not a known driver (fs)", c.Storage.Objects.Driver)
+	}
+	sd := time.Duration(c.Live.SegmentDuration)
+	if sd < 500*time.Millisecond || sd > 30*time.Second {
+		add("live.segment_duration", "%s is outside 500ms..30s", sd)
+	}
+	if c.Live.PlaylistSegments < 2 || c.Live.PlaylistSegments > 1000 {
+		add("live.playlist_segments", "%d is outside 2..1000", c.Live.PlaylistSegments)
+	}
+	if g := time.Duration(c.Live.EndGrace); g < 0 || g > 10*time.Minute {
+		add("live.end_grace", "%s is outside 0s..10m", g)
+	}
+	names := map[string]bool{}
+	keys := map[string]int{}
+	for i, ch := range c.Channels {
+		k := fmt.Sprintf("channels[%d]", i)
+		if !channelName.MatchString(ch.Name) {
+			add(k+".name", "%q must be 1-64 characters of a-z, 0-9, - and _, starting with a letter or digit", ch.Name)
+		}
+		if names[ch.Name] {
+			add(k+".name", "%q is used by another channel", ch.Name)
+		}
+		names[ch.Name] = true
+		if ch.StreamKey != "" {
+			if len(ch.StreamKey) < 8 || strings.ContainsAny(ch.StreamKey, "/?#&% \t") {
+				// The key is a secret: never echo it back.
+				add(k+".stream_key", "must be at least 8 characters without / ? # & %% or spaces (or empty to generate one)")
+			}
+			if j, dup := keys[ch.StreamKey]; dup {
+				add(k+".stream_key", "is the same as channels[%d].stream_key; every channel needs its own key", j)
+			}
+			keys[ch.StreamKey] = i
+		}
+	}
+	if len(c.Channels) == 0 {
+		add("channels", "no channel configured: add one, e.g. {name: main, stream_key: \"\"}")
+	}
+	return ps
+}

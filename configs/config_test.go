@@ -1,0 +1,167 @@
+package configs
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func noEnv(string) string { return "" }
+
+func TestShippedFileEqualsDefaults(t *testing.T) {
+	cfg, err := Parse(DefaultFile(), "streamd.yaml", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := Defaults(); !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("configs/streamd.yaml and Defaults() differ:\nfile:     %+v\ndefaults: %+v", cfg, want)
+	}
+}
+
+func TestPartialFileKeepsDefaults(t *testing.T) {
+	cfg, err := Parse([]byte("http:\n  addr: \"127.0.0.1:9000\"\n"), "x.yaml", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTP.Addr != "127.0.0.1:9000" || cfg.RTMP.Addr != ":1935" || time.Duration(cfg.Live.SegmentDuration) != 2*time.Second {
+		t.Fatalf("unexpected %+v", cfg)
+	}
+	if len(cfg.Channels) != 1 || cfg.Channels[0].Name != "main" {
+		t.Fatalf("default channel lost: %+v", cfg.Channels)
+	}
+}
+
+func TestChannelsReplaceDefault(t *testing.T) {
+	cfg, err := Parse([]byte("channels:\n  - name: news\n    stream_key: abcdefgh1\n  - name: sport\n"), "x.yaml", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Channel{{Name: "news", StreamKey: "abcdefgh1"}, {Name: "sport"}}
+	if !reflect.DeepEqual(cfg.Channels, want) {
+		t.Fatalf("got %+v", cfg.Channels)
+	}
+}
+
+func problems(t *testing.T, err error) []Problem {
+	t.Helper()
+	var ce *Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("want *configs.Error, got %v", err)
+	}
+	return ce.Problems
+}
+
+func TestUnknownKeysReportedWithLineAndPath(t *testing.T) {
+	src := "http:\n  adr: \":1\"\nlive:\n  segment_duration: 2s\n  bogus: 1\ntopthing: 3\n"
+	_, err := Parse([]byte(src), "bad.yaml", noEnv)
+	ps := problems(t, err)
+	if len(ps) != 3 {
+		t.Fatalf("want 3 problems, got %v", err)
+	}
+	want := []Problem{
+		{Key: "http.adr", Line: 2},
+		{Key: "live.bogus", Line: 5},
+		{Key: "topthing", Line: 6},
+	}
+	for i, w := range want {
+		if ps[i].Key != w.Key || ps[i].Line != w.Line || !strings.Contains(ps[i].Message, "unknown key") {
+			t.Errorf("problem %d = %+v, want key %s line %d", i, ps[i], w.Key, w.Line)
+		}
+	}
+	if !strings.Contains(ps[0].Message, `did you mean "addr"`) {
+		t.Errorf("no suggestion: %s", ps[0].Message)
+	}
+	if !strings.Contains(err.Error(), "line 2: http.adr: unknown key") {
+		t.Errorf("error text: %s", err)
+	}
+}
+
+func TestTypeAndValueErrorsNameKeyAndLine(t *testing.T) {
+	src := "live:\n  segment_duration: soon\n  playlist_segments: many\nrtmp:\n  addr: nonsense\n"
+	_, err := Parse([]byte(src), "bad.yaml", noEnv)
+	ps := problems(t, err)
+	got := map[string]int{}
+	for _, p := range ps {
+		got[p.Key] = p.Line
+	}
+	if got["live.segment_duration"] != 2 || got["live.playlist_segments"] != 3 {
+		t.Fatalf("problems: %v", err)
+	}
+	_, err = Parse([]byte("rtmp:\n  addr: nonsense\nlive:\n  playlist_segments: 1\n"), "bad.yaml", noEnv)
+	ps = problems(t, err)
+	if len(ps) != 2 || ps[0].Key != "rtmp.addr" || ps[0].Line != 2 || ps[1].Key != "live.playlist_segments" || ps[1].Line != 4 {
+		t.Fatalf("problems: %v", err)
+	}
+}
+
+func TestEnvOverrides(t *testing.T) {
+	env := map[string]string{
+		"STREAMD_HTTP_ADDR":              "127.0.0.1:0",
+		"STREAMD_LIVE_SEGMENT_DURATION":  "4s",
+		"STREAMD_LIVE_PLAYLIST_SEGMENTS": "10",
+		"STREAMD_HTTP_ALLOWED_ORIGINS":   `["https://a.example", "https://b.example"]`,
+		"STREAMD_CHANNELS":               `[{name: one, stream_key: keykeykey1}]`,
+		"STREAMD_STORAGE_OBJECTS_PATH":   "/tmp/x",
+	}
+	cfg, err := Parse(DefaultFile(), "d", func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTP.Addr != "127.0.0.1:0" || time.Duration(cfg.Live.SegmentDuration) != 4*time.Second ||
+		cfg.Live.PlaylistSegments != 10 || len(cfg.HTTP.AllowedOrigins) != 2 ||
+		cfg.Channels[0].Name != "one" || cfg.Storage.Objects.Path != "/tmp/x" {
+		t.Fatalf("overrides not applied: %+v", cfg)
+	}
+	_, err = Parse(DefaultFile(), "d", func(k string) string {
+		if k == "STREAMD_LIVE_PLAYLIST_SEGMENTS" {
+			return "lots"
+		}
+		return ""
+	})
+	if err == nil || !strings.Contains(err.Error(), "STREAMD_LIVE_PLAYLIST_SEGMENTS") {
+		t.Fatalf("bad env value not reported: %v", err)
+	}
+}
+
+func TestEveryKeyHasAnEnvName(t *testing.T) {
+	if EnvName("storage.objects.driver") != "STREAMD_STORAGE_OBJECTS_DRIVER" {
+		t.Fatal(EnvName("storage.objects.driver"))
+	}
+}
+
+func TestStreamKeyNeverEchoed(t *testing.T) {
+	_, err := Parse([]byte("channels:\n  - name: a\n    stream_key: \"s3cr/t\"\n"), "x", noEnv)
+	if err == nil || strings.Contains(err.Error(), "s3cr/t") {
+		t.Fatalf("want an error without the key, got %v", err)
+	}
+	out, err := Marshal(Config{Channels: []Channel{{Name: "a", StreamKey: "topsecret1"}}}, false)
+	if err != nil || strings.Contains(string(out), "topsecret1") {
+		t.Fatalf("print leaks key: %s %v", out, err)
+	}
+}
+
+func TestMalformedYAML(t *testing.T) {
+	for _, src := range []string{"http: [\n", "- a\n- b\n", "http:\n  addr: [1, 2]\n", "channels: 3\n", "\x00\x01"} {
+		if _, err := Parse([]byte(src), "x", noEnv); err == nil {
+			t.Errorf("%q: no error", src)
+		}
+	}
+	if _, err := Parse(nil, "empty", noEnv); err != nil {
+		t.Errorf("empty file should mean defaults: %v", err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add(DefaultFile())
+	f.Add([]byte("http:\n  adr: 1\n"))
+	f.Add([]byte("channels:\n - {name: x, stream_key: [1]}\n"))
+	f.Add([]byte("live: {segment_duration: -1s}"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		cfg, err := Parse(b, "fuzz", noEnv)
+		if err == nil && len(cfg.Validate()) > 0 {
+			t.Fatalf("Parse accepted an invalid config")
+		}
+	})
+}
