@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-func noEnv(string) string { return "" }
+func noEnv(string) (string, bool) { return "", false }
 
 func TestShippedFileEqualsDefaults(t *testing.T) {
 	cfg, err := Parse(DefaultFile(), "streamd.yaml", noEnv)
@@ -105,7 +105,7 @@ func TestEnvOverrides(t *testing.T) {
 		"STREAMD_CHANNELS":               `[{name: one, stream_key: keykeykey1}]`,
 		"STREAMD_STORAGE_OBJECTS_PATH":   "/tmp/x",
 	}
-	cfg, err := Parse(DefaultFile(), "d", func(k string) string { return env[k] })
+	cfg, err := Parse(DefaultFile(), "d", func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,14 +114,22 @@ func TestEnvOverrides(t *testing.T) {
 		cfg.Channels[0].Name != "one" || cfg.Storage.Objects.Path != "/tmp/x" {
 		t.Fatalf("overrides not applied: %+v", cfg)
 	}
-	_, err = Parse(DefaultFile(), "d", func(k string) string {
+	_, err = Parse(DefaultFile(), "d", func(k string) (string, bool) {
 		if k == "STREAMD_LIVE_PLAYLIST_SEGMENTS" {
-			return "lots"
+			return "lots", true
 		}
-		return ""
+		return "", false
 	})
 	if err == nil || !strings.Contains(err.Error(), "STREAMD_LIVE_PLAYLIST_SEGMENTS") {
 		t.Fatalf("bad env value not reported: %v", err)
+	}
+}
+
+func TestEmptyEnvTurnsAKeyOff(t *testing.T) {
+	env := map[string]string{"STREAMD_RTSP_ADDR": "", "STREAMD_RTSP_UDP_RTP_ADDR": "", "STREAMD_RTSP_UDP_RTCP_ADDR": ""}
+	cfg, err := Parse(DefaultFile(), "d", func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil || cfg.RTSP.Addr != "" {
+		t.Fatalf("%v %+v", err, cfg.RTSP)
 	}
 }
 

@@ -19,9 +19,10 @@ import (
 const EnvPrefix = "STREAMD_"
 
 // Load reads the file at path (or the embedded default when path is ""),
-// applies environment overrides from getenv (nil: os.Getenv) and validates.
+// applies environment overrides from lookupEnv (nil: os.LookupEnv; a
+// variable set to "" overrides too, e.g. to turn RTSP off) and validates.
 // The error, if any, is an *Error listing every problem.
-func Load(path string, getenv func(string) string) (Config, error) {
+func Load(path string, lookupEnv func(string) (string, bool)) (Config, error) {
 	data, source := DefaultFile(), "embedded default config"
 	if path != "" {
 		b, err := os.ReadFile(path)
@@ -30,13 +31,13 @@ func Load(path string, getenv func(string) string) (Config, error) {
 		}
 		data, source = b, path
 	}
-	return Parse(data, source, getenv)
+	return Parse(data, source, lookupEnv)
 }
 
 // Parse is Load on bytes; source names them in messages.
-func Parse(data []byte, source string, getenv func(string) string) (Config, error) {
-	if getenv == nil {
-		getenv = os.Getenv
+func Parse(data []byte, source string, lookupEnv func(string) (string, bool)) (Config, error) {
+	if lookupEnv == nil {
+		lookupEnv = os.LookupEnv
 	}
 	cfg := Defaults()
 	lines := map[string]int{}
@@ -65,7 +66,7 @@ func Parse(data []byte, source string, getenv func(string) string) (Config, erro
 		}
 	}
 	if len(problems) == 0 {
-		problems = append(problems, applyEnv(reflect.ValueOf(&cfg).Elem(), "", getenv)...)
+		problems = append(problems, applyEnv(reflect.ValueOf(&cfg).Elem(), "", lookupEnv)...)
 	}
 	if len(problems) == 0 {
 		for _, p := range cfg.Validate() {
@@ -255,7 +256,7 @@ func EnvName(path string) string {
 // applyEnv overrides fields from STREAMD_<PATH> variables. Strings are
 // taken verbatim; everything else (numbers, durations, lists) is parsed as
 // YAML, so lists are written in flow syntax: '[a, b]'.
-func applyEnv(v reflect.Value, path string, getenv func(string) string) []Problem {
+func applyEnv(v reflect.Value, path string, lookupEnv func(string) (string, bool)) []Problem {
 	var ps []Problem
 	t := v.Type()
 	for i := 0; i < t.NumField(); i++ {
@@ -263,11 +264,11 @@ func applyEnv(v reflect.Value, path string, getenv func(string) string) []Proble
 		p := join(path, yamlKey(f))
 		fv := v.Field(i)
 		if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(Duration(0)) {
-			ps = append(ps, applyEnv(fv, p, getenv)...)
+			ps = append(ps, applyEnv(fv, p, lookupEnv)...)
 			continue
 		}
 		name := EnvName(p)
-		raw, ok := lookup(getenv, name)
+		raw, ok := lookupEnv(name)
 		if !ok {
 			continue
 		}
@@ -283,11 +284,6 @@ func applyEnv(v reflect.Value, path string, getenv func(string) string) []Proble
 		fv.Set(nv.Elem())
 	}
 	return ps
-}
-
-func lookup(getenv func(string) string, name string) (string, bool) {
-	v := getenv(name)
-	return v, v != ""
 }
 
 // Marshal renders a configuration as YAML (for `streamd config print`).
