@@ -1,0 +1,235 @@
+// streamd page: lists the channels and plays the live ones.
+//
+// Every piece of server data (channel names above all, which are user
+// data) reaches the DOM through textContent or a property, never through
+// innerHTML, so nothing in it is ever parsed as markup.
+(function () {
+  'use strict';
+
+  var POLL_MS = 3000;
+  // A channel that just went live has no playlist until the packager has
+  // cut its first segment; keep asking for a while before calling it an
+  // error.
+  var MANIFEST_RETRIES = 10;
+  var MANIFEST_RETRY_MS = 2000;
+  var HLS_TYPE = 'application/vnd.apple.mpegurl';
+
+  var $ = function (id) { return document.getElementById(id); };
+  var video = $('video');
+  var errorEl = $('error');
+  var statusEl = $('status');
+  var listEl = $('channels');
+  var emptyEl = $('empty');
+  var apiErrorEl = $('apierror');
+  var urlBox = $('urlbox');
+  var urlInput = $('playurl');
+  var copiedEl = $('copied');
+
+  var current = null;       // channel being played: {name, url}
+  var hls = null;           // hls.js instance, when hls.js plays
+  var autoStarted = false;  // the first live channel starts once, by itself
+  var mediaRecovered = false;
+  var manifestRetries = 0;
+  var retryTimer = 0;
+  var offlineStop = false;  // current stopped because its channel went offline
+
+  function setText(el, text) {
+    el.textContent = text || '';
+    el.hidden = !text;
+  }
+  function showError(msg) { setText(errorEl, msg); }
+  function status(msg) { statusEl.textContent = msg; }
+
+  function node(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text != null) e.textContent = text;
+    return e;
+  }
+
+  function since(iso) {
+    var d = new Date(iso);
+    if (isNaN(d)) return '';
+    var mins = Math.max(0, Math.round((Date.now() - d.getTime()) / 60000));
+    var when = mins < 24 * 60
+      ? d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
+      : d.toLocaleString();
+    var ago = mins < 1 ? 'just now' : mins < 120 ? mins + ' min' : Math.round(mins / 60) + ' h';
+    return 'since ' + when + ' (' + ago + ')';
+  }
+
+  function render(channels) {
+    emptyEl.hidden = channels.length > 0;
+    // Live first, then by name; the server sorts the same way, this keeps
+    // the page right whatever it is given.
+    channels = channels.slice().sort(function (a, b) {
+      if (a.live !== b.live) return a.live ? -1 : 1;
+      return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+    });
+    var items = channels.map(function (ch) {
+      var li = node('li', ch.live ? 'live' : 'offline');
+      li.dataset.name = ch.name;
+      if (current && current.name === ch.name) li.setAttribute('aria-current', 'true');
+      var b = node('button');
+      b.type = 'button';
+      b.disabled = !ch.live;
+      b.appendChild(node('span', 'name', ch.name));
+      if (ch.live) b.appendChild(node('span', 'badge', 'LIVE'));
+      var meta = ch.live
+        ? [(ch.codecs || []).join(', '), since(ch.since)].filter(Boolean).join(' · ')
+        : 'offline';
+      b.appendChild(node('span', 'meta', meta));
+      if (ch.live) b.addEventListener('click', function () { play(ch); });
+      li.appendChild(b);
+      return li;
+    });
+    listEl.replaceChildren.apply(listEl, items);
+
+    var live = channels.filter(function (c) { return c.live; });
+    if (current) {
+      var now = channels.find(function (c) { return c.name === current.name; });
+      if ((!now || !now.live) && !offlineStop) {
+        stop();
+        offlineStop = true;
+        showError('');
+        status('Channel “' + current.name + '” went offline.');
+      } else if (now && now.live && offlineStop) {
+        play(now); // it is back
+      }
+    } else if (!autoStarted && live.length > 0) {
+      autoStarted = true;
+      play(live[0]);
+    }
+  }
+
+  function setApiError(msg) { setText(apiErrorEl, msg); }
+
+  function poll() {
+    fetch('api/channels', { cache: 'no-store' })
+      .then(function (res) {
+        if (!res.ok) throw new Error('HTTP ' + res.status);
+        return res.json();
+      })
+      .then(function (list) {
+        setApiError('');
+        render(Array.isArray(list) ? list : []);
+      })
+      .catch(function (e) { setApiError('Cannot load the channel list: ' + e.message); })
+      .finally(function () { setTimeout(poll, POLL_MS); });
+  }
+
+  function stop() {
+    clearTimeout(retryTimer);
+    if (hls) {
+      hls.destroy();
+      hls = null;
+    }
+    if (video.getAttribute('src')) {
+      video.removeAttribute('src');
+      video.load();
+    }
+  }
+
+  function tryPlay() {
+    var p = video.play();
+    if (p && p.catch) {
+      p.catch(function (e) {
+        // Autoplay refused (muted autoplay normally is not): the controls
+        // are there. AbortError just means a newer load replaced this one.
+        if (e && e.name === 'NotAllowedError') status('Press play to start “' + current.name + '”.');
+      });
+    }
+  }
+
+  function play(ch) {
+    stop();
+    current = { name: ch.name, url: ch.url };
+    offlineStop = false;
+    mediaRecovered = false;
+    manifestRetries = 0;
+    showError('');
+    status('Loading “' + ch.name + '”…');
+    urlInput.value = new URL(ch.url, location.href).href;
+    copiedEl.textContent = '';
+    urlBox.hidden = false;
+    Array.prototype.forEach.call(listEl.children, function (li) {
+      if (li.dataset.name === ch.name) li.setAttribute('aria-current', 'true');
+      else li.removeAttribute('aria-current');
+    });
+    load();
+  }
+
+  function load() {
+    if (window.Hls && window.Hls.isSupported()) {
+      hls = new window.Hls();
+      hls.on(window.Hls.Events.ERROR, onHlsError);
+      hls.on(window.Hls.Events.MANIFEST_PARSED, tryPlay);
+      hls.loadSource(current.url);
+      hls.attachMedia(video);
+    } else if (video.canPlayType(HLS_TYPE)) {
+      // Safari (and iOS) play HLS natively.
+      video.src = current.url;
+      tryPlay();
+    } else {
+      showError('This browser can play neither HLS nor Media Source Extensions.');
+    }
+  }
+
+  function describe(data) {
+    var parts = [data.type, data.details].filter(Boolean).join(' / ');
+    if (data.response && data.response.code) parts += ' (HTTP ' + data.response.code + ')';
+    if (data.error && data.error.message) parts += ': ' + data.error.message;
+    return parts;
+  }
+
+  function onHlsError(event, data) {
+    if (!data.fatal) return; // hls.js retries those itself
+    var H = window.Hls;
+    if (data.type === H.ErrorTypes.MEDIA_ERROR && !mediaRecovered) {
+      // One recovery attempt: it fixes a decoder hiccup, and a second
+      // failure means it will not work.
+      mediaRecovered = true;
+      hls.recoverMediaError();
+      return;
+    }
+    if (data.details === H.ErrorDetails.MANIFEST_LOAD_ERROR &&
+        data.response && data.response.code === 404 && manifestRetries < MANIFEST_RETRIES) {
+      manifestRetries++;
+      status('Waiting for “' + current.name + '” to start…');
+      stop();
+      retryTimer = setTimeout(load, MANIFEST_RETRY_MS);
+      return;
+    }
+    stop();
+    showError('Playback failed: ' + describe(data));
+  }
+
+  video.addEventListener('playing', function () {
+    if (current) status('Playing “' + current.name + '”');
+  });
+
+  // Native playback (Safari) reports failures on the element.
+  video.addEventListener('error', function () {
+    if (hls || !current || !video.getAttribute('src')) return;
+    var err = video.error;
+    showError('Playback failed: ' + (err && err.message ? err.message : 'media error ' + (err ? err.code : '')));
+  });
+
+  $('copy').addEventListener('click', function () {
+    var done = function (msg) { copiedEl.textContent = msg; };
+    var fallback = function () {
+      // The Clipboard API needs a secure context (https or localhost).
+      urlInput.select();
+      var ok = false;
+      try { ok = document.execCommand('copy'); } catch (e) { ok = false; }
+      done(ok ? 'Copied' : 'Press Ctrl+C to copy');
+    };
+    if (navigator.clipboard && navigator.clipboard.writeText) {
+      navigator.clipboard.writeText(urlInput.value).then(function () { done('Copied'); }, fallback);
+    } else {
+      fallback();
+    }
+  });
+
+  poll();
+})();

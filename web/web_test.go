@@ -1,0 +1,182 @@
+package web
+
+import (
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/streamd/streamd/live"
+)
+
+type fakeChannels []live.ChannelStatus
+
+func (f fakeChannels) Status() []live.ChannelStatus { return f }
+
+func get(t *testing.T, h http.Handler, method, target string, hdr map[string]string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(method, target, nil)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+func TestIndex(t *testing.T) {
+	h := New(fakeChannels{}, slog.New(slog.DiscardHandler))
+	rec := get(t, h, "GET", "/", nil)
+	if rec.Code != 200 {
+		t.Fatalf("GET /: %d", rec.Code)
+	}
+	for k, want := range map[string]string{
+		"Content-Type":           "text/html; charset=utf-8",
+		"Cache-Control":          "no-cache",
+		"X-Content-Type-Options": "nosniff",
+	} {
+		if got := rec.Header().Get(k); got != want {
+			t.Errorf("%s: %q, want %q", k, got, want)
+		}
+	}
+	if csp := rec.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") || !strings.Contains(csp, "media-src 'self' blob:") {
+		t.Errorf("CSP %q", csp)
+	}
+	body := rec.Body.String()
+	for _, want := range []string{"<h1>streamd</h1>", "<video id=\"video\" controls muted autoplay playsinline>", `src="static/hls.min.js"`, `src="static/app.js"`, `href="static/style.css"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("index lacks %q", want)
+		}
+	}
+	// Revalidation is a cheap 304.
+	rec2 := get(t, h, "GET", "/", map[string]string{"If-None-Match": rec.Header().Get("ETag")})
+	if rec2.Code != 304 {
+		t.Errorf("revalidation: %d, want 304", rec2.Code)
+	}
+	if rec := get(t, h, "HEAD", "/", nil); rec.Code != 200 || rec.Body.Len() != 0 {
+		t.Errorf("HEAD /: %d, %d bytes", rec.Code, rec.Body.Len())
+	}
+	if rec := get(t, h, "POST", "/", nil); rec.Code != 405 {
+		t.Errorf("POST /: %d, want 405", rec.Code)
+	}
+}
+
+func TestStatic(t *testing.T) {
+	h := New(fakeChannels{}, slog.New(slog.DiscardHandler))
+	for _, tc := range []struct{ path, ct, contains string }{
+		{"/static/app.js", "text/javascript; charset=utf-8", "api/channels"},
+		{"/static/style.css", "text/css; charset=utf-8", ".badge"},
+		{"/static/hls.min.js", "text/javascript; charset=utf-8", "isSupported"},
+		{"/static/hls.js.LICENSE.txt", "text/plain; charset=utf-8", "Apache License"},
+	} {
+		rec := get(t, h, "GET", tc.path, nil)
+		if rec.Code != 200 {
+			t.Errorf("%s: %d", tc.path, rec.Code)
+			continue
+		}
+		if got := rec.Header().Get("Content-Type"); got != tc.ct {
+			t.Errorf("%s: Content-Type %q, want %q", tc.path, got, tc.ct)
+		}
+		if got := rec.Header().Get("Cache-Control"); got != "public, max-age=300" {
+			t.Errorf("%s: Cache-Control %q", tc.path, got)
+		}
+		if rec.Header().Get("ETag") == "" {
+			t.Errorf("%s: no ETag", tc.path)
+		}
+		if !strings.Contains(rec.Body.String(), tc.contains) {
+			t.Errorf("%s: body lacks %q", tc.path, tc.contains)
+		}
+	}
+	// The vendored hls.js is the pinned version.
+	if rec := get(t, h, "GET", "/static/hls.min.js", nil); !strings.Contains(rec.Body.String(), `"1.7.4"`) {
+		t.Errorf("hls.min.js is not version 1.7.4")
+	}
+	for _, p := range []string{"/static/nope.js", "/static/README", "/static/index.html", "/static/", "/static/../web.go", "/static/a/app.js", "/nope", "/api/nope", "/index.html"} {
+		rec := get(t, h, "GET", p, nil)
+		if rec.Code != 404 && rec.Code != 301 && rec.Code != 307 {
+			t.Errorf("%s: %d, want 404", p, rec.Code)
+		}
+		if rec.Code == 200 {
+			t.Errorf("%s served", p)
+		}
+	}
+	if rec := get(t, h, "GET", "/static/nope.js", nil); rec.Code != 404 || rec.Body.String() != "not found\n" {
+		t.Errorf("unknown static: %d %q", rec.Code, rec.Body)
+	}
+}
+
+func TestAPIChannels(t *testing.T) {
+	since := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	h := New(fakeChannels{
+		{Name: "main", Live: true, Protocol: "rtmp", Since: since, Codecs: []string{"h264", "aac"}},
+		{Name: "<b>x</b> & y"},
+	}, slog.New(slog.DiscardHandler))
+	rec := get(t, h, "GET", "/api/channels", nil)
+	if rec.Code != 200 {
+		t.Fatalf("%d %q", rec.Code, rec.Body)
+	}
+	if ct, cc := rec.Header().Get("Content-Type"), rec.Header().Get("Cache-Control"); ct != "application/json" || cc != "no-store" {
+		t.Errorf("Content-Type %q Cache-Control %q", ct, cc)
+	}
+	var got []map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+		t.Fatalf("%v: %s", err, rec.Body)
+	}
+	if len(got) != 2 {
+		t.Fatalf("%d channels: %s", len(got), rec.Body)
+	}
+	want0 := map[string]any{
+		"name": "main", "live": true, "protocol": "rtmp", "since": "2026-03-01T12:00:00Z",
+		"codecs": []any{"h264", "aac"}, "url": "/live/main/index.m3u8",
+	}
+	if len(got[0]) != len(want0) {
+		t.Errorf("live entry keys: %v", got[0])
+	}
+	for k, v := range want0 {
+		if g, _ := json.Marshal(got[0][k]); string(g) != mustJSON(v) {
+			t.Errorf("%s: %s, want %s", k, g, mustJSON(v))
+		}
+	}
+	// Offline: no protocol, since or codecs; the name is path-escaped in
+	// the URL and left to the page to escape in the DOM.
+	want1 := map[string]any{"name": "<b>x</b> & y", "live": false, "url": "/live/%3Cb%3Ex%3C%2Fb%3E%20&%20y/index.m3u8"}
+	if len(got[1]) != len(want1) {
+		t.Errorf("offline entry keys: %v", got[1])
+	}
+	for k, v := range want1 {
+		if got[1][k] != v {
+			t.Errorf("%s: %v, want %v", k, got[1][k], v)
+		}
+	}
+
+	empty := New(fakeChannels{}, slog.New(slog.DiscardHandler))
+	if rec := get(t, empty, "GET", "/api/channels", nil); strings.TrimSpace(rec.Body.String()) != "[]" {
+		t.Errorf("no channels: %q, want []", rec.Body)
+	}
+	if rec := get(t, h, "POST", "/api/channels", nil); rec.Code != 405 {
+		t.Errorf("POST /api/channels: %d", rec.Code)
+	}
+}
+
+func mustJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func TestHandlerOverHTTP(t *testing.T) {
+	srv := httptest.NewServer(New(fakeChannels{{Name: "main"}}, slog.New(slog.DiscardHandler)))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/static/hls.min.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || len(body) < 100000 {
+		t.Errorf("hls.min.js over HTTP: %d, %d bytes", resp.StatusCode, len(body))
+	}
+}
