@@ -1,0 +1,571 @@
+package packager
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/streamd/streamd/live"
+	"github.com/streamd/streamd/media"
+)
+
+// run is one publication as the writer sees it: its id, init segment and
+// the anchor of its PROGRAM-DATE-TIME clock.
+type run struct {
+	id      string
+	initURI string // relative to the media playlist
+	init    []byte
+
+	codecs        []string
+	width, height int
+	spsFPS        float64
+	hasVideo      bool
+
+	// Set by the reader on the first unit, before any segment of the run
+	// is queued; the queue's mutex orders it before the writer reads it.
+	anchorWall time.Time
+	anchorPTS  time.Duration
+
+	// Writer goroutine only.
+	initStored        bool
+	firstPlaylistDone bool
+	frames            int
+	frameSecs         float64
+}
+
+// job is one queue entry: a finished segment, or the end of the grace
+// period (write ENDLIST).
+type job struct {
+	run     *run
+	seg     *Segment
+	endlist bool
+}
+
+// channel keeps one channel's playlist across publications and runs its
+// writer goroutine.
+type channel struct {
+	p         *Packager
+	name      string
+	log       *slog.Logger
+	prefix    string // "live/{channel}/"
+	srcPrefix string // "live/{channel}/source/"
+
+	mu       sync.Mutex
+	cond     *sync.Cond
+	queue    []job
+	gap      bool // queued segments were dropped: the next one opens with a discontinuity
+	reader   *reader
+	gen      uint64 // bumped per publication, so a stale grace timer does nothing
+	timer    *time.Timer
+	closing  bool // no new publications or timers
+	stopping bool // the writer exits once the queue is empty
+	stats    ChannelStats
+	done     chan struct{}
+
+	w writerState // writer goroutine only
+}
+
+type writerState struct {
+	pl             mediaPlaylist
+	lastRun        *run
+	gap            bool
+	retired        []playlistSegment // out of the window, not yet deleted
+	runs           map[string]bool   // run ids of this process
+	playlistStored bool
+	cleaned        bool
+
+	master        masterPlaylist
+	masterWritten bool
+	peakBW        float64
+	sumBits       float64
+	sumSecs       float64
+}
+
+func newChannel(p *Packager, name string) *channel {
+	c := &channel{
+		p:         p,
+		name:      name,
+		log:       p.log.With("channel", name),
+		prefix:    p.cfg.Prefix + "/" + name + "/",
+		srcPrefix: p.cfg.Prefix + "/" + name + "/source/",
+		done:      make(chan struct{}),
+	}
+	c.cond = sync.NewCond(&c.mu)
+	c.w.pl.maxSegments = p.cfg.PlaylistSegments
+	c.w.runs = map[string]bool{}
+	go c.writer()
+	return c
+}
+
+// publish prepares a reader for a new publication, cancelling a pending
+// ENDLIST so the playlist continues.
+func (c *channel) publish(s *live.Stream, runID string) *reader {
+	seg, skipped, err := newSegmenter(s.Tracks, c.p.cfg.SegmentDuration)
+	for _, sk := range skipped {
+		c.log.Warn("track not packaged", "track", sk.Track.ID, "error", sk.Err)
+	}
+	if err != nil {
+		c.log.Error("publication not packaged", "error", err)
+		return nil
+	}
+	r := &run{id: runID, initURI: "init-" + runID + ".mp4", init: seg.init}
+	for _, st := range seg.tracks {
+		r.codecs = append(r.codecs, st.params.codecStr)
+		if st.params.video && !r.hasVideo {
+			r.hasVideo = true
+			r.width, r.height, r.spsFPS = st.params.width, st.params.height, st.params.fps
+		}
+	}
+	rd := &reader{c: c, run: r, seg: seg}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return nil
+	}
+	if c.timer != nil {
+		c.timer.Stop()
+		c.timer = nil
+	}
+	c.gen++
+	c.reader = rd
+	c.log.Info("packaging publication", "run", runID, "codecs", r.codecs)
+	return rd
+}
+
+// enqueueLocked queues a job, dropping the oldest pending segment when
+// the queue is full (the store is stalled; fresh segments matter more).
+func (c *channel) enqueueLocked(j job) {
+	if len(c.queue) >= queueLimit {
+		for i, old := range c.queue {
+			if old.seg != nil {
+				c.queue = append(c.queue[:i], c.queue[i+1:]...)
+				c.gap = true
+				c.stats.Errors++
+				c.p.met.errors.WithLabelValues(c.name).Inc()
+				c.log.Error("store too slow: dropped a pending segment", "run", old.run.id, "queued", queueLimit)
+				break
+			}
+		}
+	}
+	c.queue = append(c.queue, j)
+	c.cond.Signal()
+}
+
+// graceExpired ends the playlist unless the channel was published again.
+func (c *channel) graceExpired(gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen != gen || c.reader != nil || c.closing {
+		return
+	}
+	c.timer = nil
+	c.enqueueLocked(job{endlist: true})
+}
+
+// shutdown flushes the live publication, queues ENDLIST and lets the
+// writer drain and exit.
+func (c *channel) shutdown() {
+	c.mu.Lock()
+	c.closing = true
+	r := c.reader
+	c.mu.Unlock()
+	if r != nil {
+		r.finish()
+	}
+	c.mu.Lock()
+	if c.timer != nil {
+		c.timer.Stop()
+		c.timer = nil
+	}
+	c.enqueueLocked(job{endlist: true})
+	c.stopping = true
+	c.cond.Broadcast()
+	c.mu.Unlock()
+}
+
+func (c *channel) writer() {
+	defer close(c.done)
+	for {
+		c.mu.Lock()
+		for len(c.queue) == 0 && !c.stopping {
+			c.cond.Wait()
+		}
+		if len(c.queue) == 0 {
+			c.mu.Unlock()
+			return
+		}
+		j := c.queue[0]
+		c.queue[0] = job{}
+		c.queue = c.queue[1:]
+		gap := false
+		if !j.endlist {
+			gap, c.gap = c.gap, false
+		}
+		c.mu.Unlock()
+
+		if j.endlist {
+			c.writeEndlist()
+		} else {
+			c.writeSegment(j.run, j.seg, gap)
+		}
+	}
+}
+
+func (c *channel) writeSegment(r *run, seg *Segment, gap bool) {
+	w := &c.w
+	if gap {
+		w.gap = true
+	}
+	if seg.Duration < time.Millisecond {
+		// Nothing playable (a publication that ended right after a cut);
+		// an EXTINF of 0 would make players reject the playlist.
+		c.log.Debug("skipped empty segment", "run", r.id)
+		return
+	}
+	if !r.initStored {
+		if err := c.put(c.srcPrefix+r.initURI, r.init); err != nil {
+			w.gap = true
+			return
+		}
+		r.initStored = true
+		w.runs[r.id] = true
+	}
+	// The media sequence is only consumed once the segment is stored, so
+	// the URI always matches the playlist position; a failed Put leaves a
+	// discontinuity instead of a hole.
+	seq := w.pl.nextSequence()
+	name := fmt.Sprintf("%s-%d.m4s", r.id, seq)
+	if err := c.put(c.srcPrefix+name, seg.Data); err != nil {
+		w.gap = true
+		return
+	}
+	disc := w.gap || (w.lastRun != nil && w.lastRun != r)
+	w.gap = false
+	w.lastRun = r
+	evicted := w.pl.add(playlistSegment{
+		URI:      name,
+		MapURI:   r.initURI,
+		Duration: seg.Duration,
+		// Wall clock of the publication's first unit plus media
+		// (presentation) time; Start and Duration share one clock, so
+		// consecutive dates differ by exactly the durations listed.
+		ProgramDateTime: r.anchorWall.Add(seg.Start - r.anchorPTS),
+		Discontinuity:   disc,
+	})
+	w.retired = append(w.retired, evicted...)
+
+	err := c.put(c.srcPrefix+"index.m3u8", w.pl.marshal())
+	now := time.Now()
+	c.p.met.segments.WithLabelValues(c.name).Inc()
+	c.mu.Lock()
+	c.stats.SegmentsWritten++
+	c.stats.Ended = false
+	if err == nil && !seg.LastReceived.IsZero() {
+		d := now.Sub(seg.LastReceived)
+		c.stats.LastPublishDelay = d
+		c.stats.MaxPublishDelay = max(c.stats.MaxPublishDelay, d)
+		c.p.met.publishDelay.Observe(d.Seconds())
+	}
+	if err == nil && !r.firstPlaylistDone {
+		r.firstPlaylistDone = true
+		d := now.Sub(r.anchorWall)
+		c.stats.FirstPlaylistDelay = d
+		c.p.met.firstPlaylist.Observe(d.Seconds())
+	}
+	c.mu.Unlock()
+	if err == nil {
+		w.playlistStored = true
+		if !w.cleaned {
+			w.cleaned = true
+			c.cleanupEarlierRuns()
+		}
+	}
+
+	c.updateMaster(r, seg)
+	c.expire()
+}
+
+// updateMaster folds the segment into the bandwidth figures and rewrites
+// the master when a value moved materially.
+func (c *channel) updateMaster(r *run, seg *Segment) {
+	w := &c.w
+	secs := seg.Duration.Seconds()
+	bits := float64(len(seg.Data)) * 8
+	// Short segments (the flush at the end of a publication) would inflate
+	// the peak with a keyframe's worth of bytes over a fraction of a second.
+	if seg.Duration >= c.p.cfg.SegmentDuration/2 || w.peakBW == 0 {
+		w.peakBW = max(w.peakBW, bits/secs)
+	}
+	w.sumBits += bits
+	w.sumSecs += secs
+	fps := r.spsFPS
+	if r.hasVideo && fps == 0 && seg.VideoFrames > 0 {
+		r.frames += seg.VideoFrames
+		r.frameSecs += secs
+		fps = float64(r.frames) / r.frameSecs
+	}
+	m := masterPlaylist{
+		Bandwidth:        int(math.Ceil(w.peakBW)),
+		AverageBandwidth: int(math.Ceil(w.sumBits / w.sumSecs)),
+		Codecs:           r.codecs,
+		Width:            r.width,
+		Height:           r.height,
+		FrameRate:        fps,
+		URI:              "source/index.m3u8",
+	}
+	if !w.playlistStored || (w.masterWritten && !m.materiallyDifferent(w.master)) {
+		return
+	}
+	if err := c.put(c.prefix+"index.m3u8", m.marshal()); err == nil {
+		w.master = m
+		w.masterWritten = true
+	}
+}
+
+func (c *channel) writeEndlist() {
+	w := &c.w
+	if len(w.pl.segments) == 0 || w.pl.ended {
+		return
+	}
+	w.pl.ended = true
+	if err := c.put(c.srcPrefix+"index.m3u8", w.pl.marshal()); err == nil {
+		c.mu.Lock()
+		c.stats.Ended = true
+		c.mu.Unlock()
+		c.log.Info("playlist ended")
+	}
+}
+
+// expire deletes segments that left the window a while ago: another
+// window's worth is kept so players holding an older playlist do not 404.
+func (c *channel) expire() {
+	w := &c.w
+	for len(w.retired) > c.p.cfg.PlaylistSegments {
+		old := w.retired[0]
+		w.retired[0] = playlistSegment{}
+		w.retired = w.retired[1:]
+		keys := []string{c.srcPrefix + old.URI}
+		if c.initUnused(old.MapURI) {
+			keys = append(keys, c.srcPrefix+old.MapURI)
+		}
+		_ = c.retry("delete", keys[0], func(ctx context.Context) error { return c.p.objs.Delete(ctx, keys...) })
+	}
+	if cap(w.retired) > 4*c.p.cfg.PlaylistSegments+4 {
+		w.retired = append([]playlistSegment(nil), w.retired...)
+	}
+}
+
+func (c *channel) initUnused(mapURI string) bool {
+	w := &c.w
+	if w.lastRun != nil && w.lastRun.initURI == mapURI {
+		return false
+	}
+	for _, s := range w.pl.segments {
+		if s.MapURI == mapURI {
+			return false
+		}
+	}
+	for _, s := range w.retired {
+		if s.MapURI == mapURI {
+			return false
+		}
+	}
+	return true
+}
+
+// cleanupEarlierRuns deletes what earlier processes left under the
+// channel prefix, once this process's first playlist has replaced theirs.
+// Only objects older than this packager and not of one of its runs go, so
+// other writers under the channel prefix are left alone.
+func (c *channel) cleanupEarlierRuns() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	infos, err := c.p.objs.List(ctx, c.prefix)
+	if err != nil {
+		c.log.Warn("listing earlier objects failed", "key", c.prefix, "error", err)
+		return
+	}
+	var del []string
+	for _, oi := range infos {
+		rel := strings.TrimPrefix(oi.Key, c.prefix)
+		if rel == "index.m3u8" || rel == "source/index.m3u8" || !oi.ModTime.Before(c.p.started) {
+			continue
+		}
+		if dir, file := path.Split(rel); dir == "source/" && c.ownFile(file) {
+			continue
+		}
+		del = append(del, oi.Key)
+	}
+	if len(del) == 0 {
+		return
+	}
+	if err := c.retry("delete", c.prefix, func(ctx context.Context) error { return c.p.objs.Delete(ctx, del...) }); err == nil {
+		c.log.Info("deleted objects of earlier runs", "count", len(del))
+	}
+}
+
+func (c *channel) ownFile(file string) bool {
+	for id := range c.w.runs {
+		if file == "init-"+id+".mp4" || strings.HasPrefix(file, id+"-") {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *channel) put(key string, data []byte) error {
+	return c.retry("put", key, func(ctx context.Context) error {
+		return c.p.objs.Put(ctx, key, bytes.NewReader(data), int64(len(data)), contentType(key))
+	})
+}
+
+// Store retries: a few attempts with doubling back-off, so a short
+// hiccup costs a late segment instead of a lost one, while a dead store
+// cannot hold the writer (and so the queue) for long.
+const (
+	storeAttempts  = 4
+	storeBackoff   = 100 * time.Millisecond
+	storeOpTimeout = 10 * time.Second
+)
+
+func (c *channel) retry(op, key string, f func(context.Context) error) error {
+	var err error
+	backoff := storeBackoff
+	for attempt := 1; attempt <= storeAttempts; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), storeOpTimeout)
+		err = f(ctx)
+		cancel()
+		if err == nil {
+			if attempt > 1 {
+				c.log.Warn("store "+op+" succeeded after retries", "key", key, "attempts", attempt)
+			}
+			return nil
+		}
+		if attempt < storeAttempts {
+			time.Sleep(backoff)
+			backoff *= 2
+		}
+	}
+	c.log.Error("store "+op+" failed", "key", key, "attempts", storeAttempts, "error", err)
+	c.mu.Lock()
+	c.stats.Errors++
+	c.mu.Unlock()
+	c.p.met.errors.WithLabelValues(c.name).Inc()
+	return err
+}
+
+func contentType(key string) string {
+	switch path.Ext(key) {
+	case ".m3u8":
+		return "application/vnd.apple.mpegurl"
+	case ".m4s":
+		return "video/iso.segment"
+	case ".mp4":
+		return "video/mp4"
+	}
+	return "application/octet-stream"
+}
+
+// reader is the live.Reader of one publication. WriteUnit runs on the
+// publisher goroutine and does CPU work only: segmenting and queueing.
+type reader struct {
+	c   *channel
+	run *run
+
+	mu       sync.Mutex
+	seg      *segmenter
+	closed   bool
+	anchored bool
+
+	dropCount  int // since the last drop log line
+	dropLogged time.Time
+	dropReason string
+}
+
+// dropLogEvery rate-limits the log line about unusable units: a broken
+// encoder can send thousands per second.
+const dropLogEvery = 10 * time.Second
+
+func (r *reader) WriteUnit(u *media.Unit) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed || u == nil {
+		return
+	}
+	if !r.anchored {
+		r.anchored = true
+		r.run.anchorWall = u.Received
+		if r.run.anchorWall.IsZero() {
+			r.run.anchorWall = time.Now()
+		}
+		r.run.anchorPTS = u.PTS
+	}
+	seg, drop := r.seg.push(u)
+	if drop != "" {
+		r.dropped(drop)
+	}
+	if seg != nil {
+		r.c.mu.Lock()
+		r.c.enqueueLocked(job{run: r.run, seg: seg})
+		r.c.mu.Unlock()
+	}
+}
+
+func (r *reader) dropped(reason string) {
+	r.c.p.met.dropped.WithLabelValues(r.c.name, reason).Inc()
+	// Joining mid-GOP is normal, not worth a log line or an error count.
+	if reason == dropBeforeKeyframe {
+		return
+	}
+	r.c.mu.Lock()
+	r.c.stats.DroppedUnits++
+	r.c.mu.Unlock()
+	r.dropCount++
+	r.dropReason = reason
+	if now := time.Now(); now.Sub(r.dropLogged) >= dropLogEvery {
+		r.c.log.Warn("dropped unusable units", "run", r.run.id, "count", r.dropCount, "reason", reason)
+		r.dropLogged = now
+		r.dropCount = 0
+	}
+}
+
+// Close is called by the hub when the publication ends.
+func (r *reader) Close() { r.finish() }
+
+// finish flushes the partial segment, so the playlist holds everything
+// that was sent, and starts the grace period before ENDLIST.
+func (r *reader) finish() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	r.closed = true
+	seg := r.seg.flush()
+	r.seg = nil
+	if r.dropCount > 0 {
+		r.c.log.Warn("dropped unusable units", "run", r.run.id, "count", r.dropCount, "reason", r.dropReason)
+	}
+
+	c := r.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if seg != nil {
+		c.enqueueLocked(job{run: r.run, seg: seg})
+	}
+	if c.reader == r {
+		c.reader = nil
+		if !c.closing {
+			gen := c.gen
+			c.timer = time.AfterFunc(c.p.cfg.EndGrace, func() { c.graceExpired(gen) })
+		}
+	}
+	c.log.Info("publication ended", "run", r.run.id)
+}

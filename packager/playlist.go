@@ -1,0 +1,149 @@
+package packager
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// playlistSegment is one segment as the playlist writer sees it: already
+// stored, with the URIs relative to the media playlist.
+type playlistSegment struct {
+	URI             string
+	MapURI          string // the init segment of the segment's run
+	Duration        time.Duration
+	ProgramDateTime time.Time
+	// Discontinuity marks a break before this segment: a new publication,
+	// or a segment lost on the way to the store.
+	Discontinuity bool
+}
+
+// mediaPlaylist is the state of a sliding-window media playlist.
+type mediaPlaylist struct {
+	maxSegments    int
+	targetDuration int // seconds, never decreases
+	mediaSequence  uint64
+	discSequence   uint64
+	segments       []playlistSegment
+	ended          bool
+}
+
+// add appends a segment and returns those that slid out of the window.
+func (m *mediaPlaylist) add(s playlistSegment) []playlistSegment {
+	m.ended = false
+	m.segments = append(m.segments, s)
+	if td := targetDurationFor(s.Duration); td > m.targetDuration {
+		m.targetDuration = td
+	}
+	var out []playlistSegment
+	for len(m.segments) > max(m.maxSegments, 1) {
+		old := m.segments[0]
+		// A discontinuity tag leaving the window must be counted so that
+		// players can still line up discontinuity domains across reloads.
+		if old.Discontinuity {
+			m.discSequence++
+		}
+		out = append(out, old)
+		m.segments = m.segments[1:]
+		m.mediaSequence++
+	}
+	// Re-slice into a fresh array now and then so the backing array does
+	// not keep growing with the stream's length.
+	if cap(m.segments) > 4*max(m.maxSegments, 1) {
+		m.segments = append([]playlistSegment(nil), m.segments...)
+	}
+	return out
+}
+
+// nextSequence is the media sequence number the next added segment gets.
+func (m *mediaPlaylist) nextSequence() uint64 {
+	return m.mediaSequence + uint64(len(m.segments))
+}
+
+// targetDurationFor is the integer target a segment needs: the EXTINF we
+// print (rounded to ms) rounded up, so no segment ever exceeds it.
+func targetDurationFor(d time.Duration) int {
+	ms := d.Round(time.Millisecond).Milliseconds()
+	return max(int(math.Ceil(float64(ms)/1000)), 1)
+}
+
+// marshal renders the playlist. The MAP tag is repeated wherever the init
+// segment changes, which (within one channel) happens only after a
+// discontinuity.
+func (m *mediaPlaylist) marshal() []byte {
+	var b bytes.Buffer
+	b.WriteString("#EXTM3U\n#EXT-X-VERSION:7\n")
+	fmt.Fprintf(&b, "#EXT-X-TARGETDURATION:%d\n", max(m.targetDuration, 1))
+	fmt.Fprintf(&b, "#EXT-X-MEDIA-SEQUENCE:%d\n", m.mediaSequence)
+	if m.discSequence > 0 {
+		fmt.Fprintf(&b, "#EXT-X-DISCONTINUITY-SEQUENCE:%d\n", m.discSequence)
+	}
+	curMap := ""
+	for _, s := range m.segments {
+		// The tag stays even on the window's first segment: it counts
+		// towards that segment's discontinuity sequence number until it
+		// slides out and DISCONTINUITY-SEQUENCE takes over.
+		if s.Discontinuity {
+			b.WriteString("#EXT-X-DISCONTINUITY\n")
+		}
+		if s.MapURI != curMap {
+			fmt.Fprintf(&b, "#EXT-X-MAP:URI=%q\n", s.MapURI)
+			curMap = s.MapURI
+		}
+		if !s.ProgramDateTime.IsZero() {
+			b.WriteString("#EXT-X-PROGRAM-DATE-TIME:" + s.ProgramDateTime.UTC().Format("2006-01-02T15:04:05.000Z") + "\n")
+		}
+		fmt.Fprintf(&b, "#EXTINF:%.3f,\n", s.Duration.Seconds())
+		b.WriteString(s.URI + "\n")
+	}
+	if m.ended {
+		b.WriteString("#EXT-X-ENDLIST\n")
+	}
+	return b.Bytes()
+}
+
+// masterPlaylist is the one-variant multivariant playlist.
+type masterPlaylist struct {
+	Bandwidth        int
+	AverageBandwidth int
+	Codecs           []string
+	Width, Height    int
+	FrameRate        float64 // 0: unknown or audio-only
+	URI              string
+}
+
+func (m masterPlaylist) marshal() []byte {
+	var b bytes.Buffer
+	b.WriteString("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n")
+	attrs := []string{"BANDWIDTH=" + strconv.Itoa(max(m.Bandwidth, 1))}
+	if m.AverageBandwidth > 0 {
+		attrs = append(attrs, "AVERAGE-BANDWIDTH="+strconv.Itoa(m.AverageBandwidth))
+	}
+	if len(m.Codecs) > 0 {
+		attrs = append(attrs, `CODECS="`+strings.Join(m.Codecs, ",")+`"`)
+	}
+	if r := formatResolution(m.Width, m.Height); r != "" {
+		attrs = append(attrs, "RESOLUTION="+r)
+	}
+	if m.FrameRate > 0 {
+		attrs = append(attrs, "FRAME-RATE="+formatFrameRate(m.FrameRate))
+	}
+	b.WriteString("#EXT-X-STREAM-INF:" + strings.Join(attrs, ",") + "\n")
+	b.WriteString(m.URI + "\n")
+	return b.Bytes()
+}
+
+// materiallyDifferent decides whether a new master is worth a rewrite:
+// any change of codecs, resolution or frame rate, or a bandwidth figure
+// off by more than 10% (players only use them to pick and to budget).
+func (m masterPlaylist) materiallyDifferent(o masterPlaylist) bool {
+	if strings.Join(m.Codecs, ",") != strings.Join(o.Codecs, ",") || m.Width != o.Width || m.Height != o.Height ||
+		formatFrameRate(m.FrameRate) != formatFrameRate(o.FrameRate) || m.URI != o.URI {
+		return true
+	}
+	off := func(a, b int) bool { return math.Abs(float64(a-b)) > 0.1*float64(max(a, b, 1)) }
+	return off(m.Bandwidth, o.Bandwidth) || off(m.AverageBandwidth, o.AverageBandwidth)
+}
