@@ -33,6 +33,10 @@ type run struct {
 	anchorPTS  time.Duration
 
 	// Writer goroutine only.
+	// names counts segment objects of the run. A name is never reused,
+	// even when its Put failed (it may have been stored anyway, e.g. after
+	// a timeout), because the origin serves segments as immutable.
+	names uint64
 	initStored        bool
 	firstPlaylistDone bool
 	frames            int
@@ -237,11 +241,11 @@ func (c *channel) writeSegment(r *run, seg *Segment, gap bool) {
 		r.initStored = true
 		w.runs[r.id] = true
 	}
-	// The media sequence is only consumed once the segment is stored, so
-	// the URI always matches the playlist position; a failed Put leaves a
-	// discontinuity instead of a hole.
-	seq := w.pl.nextSequence()
-	name := fmt.Sprintf("%s-%d.m4s", r.id, seq)
+	// The media sequence is only consumed once the segment is stored, so a
+	// failed Put leaves a discontinuity instead of a hole; the object name
+	// comes from the run's own counter, which failures consume too.
+	name := fmt.Sprintf("%s-%d.m4s", r.id, r.names)
+	r.names++
 	if err := c.put(c.srcPrefix+name, seg.Data); err != nil {
 		w.gap = true
 		return
