@@ -1,0 +1,271 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/streamd/streamd/auth"
+	"github.com/streamd/streamd/configs"
+	"github.com/streamd/streamd/ingest/rtmp"
+	"github.com/streamd/streamd/ingest/rtsp"
+	"github.com/streamd/streamd/live"
+	"github.com/streamd/streamd/origin"
+	"github.com/streamd/streamd/packager"
+	"github.com/streamd/streamd/store/fsstore"
+	"github.com/streamd/streamd/web"
+)
+
+// Main is the whole server: tests start it on ":0" ports with Run and stop
+// it with Close.
+type Main struct {
+	Config configs.Config
+	Log    *slog.Logger
+	// Banner receives the human-readable start-up text (publish and play
+	// URLs). Nil discards it.
+	Banner io.Writer
+	// BannerShowsKeys prints generated stream keys in full even when they
+	// were not created by this start (set when the banner goes to a terminal).
+	BannerShowsKeys bool
+
+	// Set by Run: the addresses actually bound.
+	HTTPAddr, RTMPAddr, RTSPAddr net.Addr
+	// Channels as resolved at start, keys included.
+	Channels []live.Channel
+
+	Hub      *live.Hub
+	Registry *prometheus.Registry
+
+	packager *packager.Packager
+	rtmp     *rtmp.Server
+	rtsp     *rtsp.Server
+	http     *http.Server
+	httpLn   net.Listener
+	httpDone chan error
+}
+
+// Run starts every server and returns once they listen. On error,
+// whatever had started is stopped again.
+func (m *Main) Run(ctx context.Context) (err error) {
+	if m.Log == nil {
+		m.Log = slog.New(slog.DiscardHandler)
+	}
+	if m.Banner == nil {
+		m.Banner = io.Discard
+	}
+	defer func() {
+		if err != nil {
+			m.Close()
+		}
+	}()
+	cfg := m.Config
+
+	keys := auth.KeyStore{Dir: cfg.DataDir}
+	var generated []string
+	fresh := map[string]bool{}
+	for _, c := range cfg.Channels {
+		ch := live.Channel{Name: c.Name, StreamKey: c.StreamKey}
+		if ch.StreamKey == "" {
+			k, created, err := keys.LoadOrCreate(c.Name)
+			if err != nil {
+				return err
+			}
+			ch.StreamKey = k
+			generated = append(generated, c.Name)
+			fresh[c.Name] = created
+			if created {
+				m.Log.Info("generated a stream key", "channel", c.Name, "file", keys.Path(c.Name))
+			}
+		}
+		m.Channels = append(m.Channels, ch)
+	}
+
+	objs, err := fsstore.New(cfg.Storage.Objects.Path)
+	if err != nil {
+		return err
+	}
+
+	m.Registry = prometheus.NewRegistry()
+	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	m.Hub = live.NewHub(m.Log, m.Channels)
+	seg := time.Duration(cfg.Live.SegmentDuration)
+	m.packager = packager.New(packager.Config{
+		SegmentDuration:  seg,
+		PlaylistSegments: cfg.Live.PlaylistSegments,
+		EndGrace:         time.Duration(cfg.Live.EndGrace),
+		Prefix:           "live",
+	}, objs, m.Log, m.Registry)
+	m.Hub.AddListener(m.packager)
+
+	// HTTP first: an operator's health checks should answer as soon as
+	// anything can publish.
+	mux := http.NewServeMux()
+	og := origin.New(origin.Config{AllowedOrigins: cfg.HTTP.AllowedOrigins, PlaylistMaxAge: seg / 2}, objs, m.Log)
+	mux.Handle("/live/", og)
+	mux.Handle("/healthz", origin.Health())
+	mux.Handle("/readyz", origin.Ready(objs, 0, m.Log))
+	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	mux.Handle("/", web.New(m.Hub, m.Log))
+
+	m.httpLn, err = net.Listen("tcp", cfg.HTTP.Addr)
+	if err != nil {
+		return fmt.Errorf("http.addr %s: %w", cfg.HTTP.Addr, unwrapListen(err))
+	}
+	m.HTTPAddr = m.httpLn.Addr()
+	m.http = &http.Server{
+		Handler:           refuseDotSegments(mux),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(m.Log.With("component", "http").Handler(), slog.LevelWarn),
+	}
+	m.httpDone = make(chan error, 1)
+	go func() { m.httpDone <- m.http.Serve(m.httpLn) }()
+
+	if cfg.RTMP.Addr != "" {
+		m.rtmp = &rtmp.Server{Addr: cfg.RTMP.Addr, Hub: m.Hub, Log: m.Log}
+		if err := m.rtmp.Start(); err != nil {
+			m.rtmp = nil
+			return err
+		}
+		m.RTMPAddr = m.rtmp.ListenAddr()
+	}
+	if cfg.RTSP.Addr != "" {
+		m.rtsp = &rtsp.Server{Addr: cfg.RTSP.Addr, UDPRTPAddr: cfg.RTSP.UDPRTPAddr, UDPRTCPAddr: cfg.RTSP.UDPRTCPAddr, Hub: m.Hub, Log: m.Log}
+		if err := m.rtsp.Start(); err != nil {
+			m.rtsp = nil
+			return err
+		}
+		m.RTSPAddr = m.rtsp.ListenAddr()
+	}
+
+	m.Log.Info("streamd started", "http", m.HTTPAddr.String(), "rtmp", addrString(m.RTMPAddr), "rtsp", addrString(m.RTSPAddr),
+		"objects", objs.Root(), "channels", len(m.Channels))
+	m.printBanner(generated, fresh, keys)
+	return nil
+}
+
+// refuseDotSegments answers 400 to any request path with "." or ".."
+// elements. ServeMux would otherwise clean them and redirect, which is safe
+// but turns probing into a 307 instead of a plain refusal.
+func refuseDotSegments(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, el := range strings.Split(r.URL.Path, "/") {
+			if el == "." || el == ".." {
+				http.Error(w, "invalid path: . and .. elements are not allowed", http.StatusBadRequest)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// printBanner tells a newcomer what to paste into OBS and a player. The
+// key goes to the banner (stdout), never to the log.
+func (m *Main) printBanner(generated []string, fresh map[string]bool, keys auth.KeyStore) {
+	isGen := map[string]bool{}
+	for _, g := range generated {
+		isGen[g] = true
+	}
+	w := m.Banner
+	fmt.Fprintf(w, "\nstreamd is running. Web page: http://%s/\n", hostPort(m.HTTPAddr))
+	for _, ch := range m.Channels {
+		fmt.Fprintf(w, "\nchannel %q\n", ch.Name)
+		key := ch.StreamKey
+		if !isGen[ch.Name] {
+			key = "<stream_key from your config>"
+		} else if !fresh[ch.Name] && !m.BannerShowsKeys {
+			key = "<key in " + keys.Path(ch.Name) + ">"
+		}
+		if m.RTMPAddr != nil {
+			fmt.Fprintf(w, "  publish (RTMP): rtmp://%s/live/%s\n", hostPort(m.RTMPAddr), key)
+			fmt.Fprintf(w, "     OBS: server rtmp://%s/live  stream key %s\n", hostPort(m.RTMPAddr), key)
+		}
+		if m.RTSPAddr != nil {
+			fmt.Fprintf(w, "  publish (RTSP): rtsp://%s/live/%s\n", hostPort(m.RTSPAddr), key)
+		}
+		fmt.Fprintf(w, "  play (HLS):     http://%s/live/%s/index.m3u8\n", hostPort(m.HTTPAddr), ch.Name)
+	}
+	fmt.Fprintln(w)
+}
+
+// hostPort turns a listen address into something a user can paste:
+// wildcard hosts become localhost.
+func hostPort(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return "off"
+	}
+	return a.String()
+}
+
+func unwrapListen(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		var se *os.SyscallError
+		if errors.As(op.Err, &se) {
+			return se.Err
+		}
+		return op.Err
+	}
+	return err
+}
+
+// Close stops ingest first (no new media), then finishes the packager so
+// every playlist ends cleanly, then the HTTP server.
+func (m *Main) Close() error {
+	if m.rtmp != nil {
+		m.rtmp.Close()
+	}
+	if m.rtsp != nil {
+		m.rtsp.Close()
+	}
+	if m.packager != nil {
+		m.packager.Close()
+	}
+	var err error
+	if m.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err = m.http.Shutdown(ctx)
+		if e := <-m.httpDone; e != nil && !errors.Is(e, http.ErrServerClosed) && err == nil {
+			err = e
+		}
+		m.http = nil
+	} else if m.httpLn != nil {
+		m.httpLn.Close()
+	}
+	return err
+}
+
+// newLogger builds the process logger from the log.* keys.
+func newLogger(w io.Writer, c configs.Log) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.Level)) // validated by configs
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/streamd/streamd/internal/testenv"
+)
+
+// TestBrowserPlaysPublishedChannel is the newcomer's path end to end:
+// ffmpeg publishes over RTMP to the binary, and headless Chromium opens
+// the web page, sees the channel live and plays streamd's own CMAF HLS.
+func TestBrowserPlaysPublishedChannel(t *testing.T) {
+	chromium := testenv.Chromium(t)
+	s := startServer(t)
+	publishLoop(t, "h264_aac_720p.mp4", "-f", "flv", "rtmp://"+s.rtmp+"/live/"+testKey)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	actx, acancel := chromedp.NewExecAllocator(ctx,
+		chromedp.ExecPath(chromium),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	defer acancel()
+	bctx, bcancel := chromedp.NewContext(actx)
+	defer bcancel()
+	if err := chromedp.Do(bctx, chromedp.Navigate(s.url("/"))); err != nil {
+		t.Fatalf("open page: %v", err)
+	}
+	type state struct {
+		Listed bool    `json:"listed"`
+		Time   float64 `json:"time"`
+		Ready  int     `json:"ready"`
+		Error  string  `json:"error"`
+	}
+	const js = `(() => {
+		const v = document.getElementById('video');
+		const e = document.getElementById('error');
+		const items = [...document.querySelectorAll('#channels li')].map(li => li.textContent);
+		return {listed: items.some(t => t.includes('main') && t.includes('LIVE')),
+			time: v.currentTime, ready: v.readyState, error: e.hidden ? '' : e.textContent};
+	})()`
+	first := -1.0
+	var st state
+	for {
+		var err error
+		st, err = chromedp.Run(bctx, chromedp.Evaluate[state](js))
+		if err != nil {
+			t.Fatalf("read page: %v", err)
+		}
+		if st.Error != "" {
+			t.Fatalf("page shows an error: %q", st.Error)
+		}
+		if st.Listed && st.Ready >= 2 && first < 0 {
+			first = st.Time
+		}
+		if st.Listed && st.Ready >= 2 && st.Time-first >= 1.5 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("channel not played within 60 s; last state %+v", st)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	t.Logf("playing streamd's HLS in Chromium: currentTime %.2f s", st.Time)
+}

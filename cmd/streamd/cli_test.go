@@ -1,0 +1,121 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/streamd/streamd/configs"
+)
+
+func runCLI(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestConfigCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, configs.DefaultFile(), 0o644)
+	if code, out, _ := runCLI("config", "check", good); code != 0 || !strings.Contains(out, "ok") {
+		t.Fatalf("good file: %d %s", code, out)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("http:\n  adr: x\nlive:\n  segment_duration: nope\n"), 0o644)
+	code, out, _ := runCLI("config", "check", bad)
+	if code != 1 || !strings.Contains(out, "line 2: http.adr: unknown key") {
+		t.Fatalf("bad file: %d %q", code, out)
+	}
+	if code, _, errOut := runCLI("config", "check", filepath.Join(dir, "missing.yaml")); code != 1 || !strings.Contains(errOut, "no such file") {
+		t.Fatalf("missing file: %d %q", code, errOut)
+	}
+}
+
+func TestConfigPrintAppliesEnv(t *testing.T) {
+	t.Setenv("STREAMD_HTTP_ADDR", "127.0.0.1:9999")
+	code, out, _ := runCLI("config", "print")
+	if code != 0 || !strings.Contains(out, `addr: 127.0.0.1:9999`) {
+		t.Fatalf("%d %s", code, out)
+	}
+}
+
+func TestVersionAndUsage(t *testing.T) {
+	if code, out, _ := runCLI("version"); code != 0 || !strings.HasPrefix(out, "streamd ") {
+		t.Fatalf("%d %q", code, out)
+	}
+	if code, _, errOut := runCLI("frobnicate"); code != 2 || !strings.Contains(errOut, "unknown command") {
+		t.Fatalf("%d %q", code, errOut)
+	}
+}
+
+// TestMainOnEphemeralPorts runs the whole server in-process, as the
+// end-to-end tests do with the binary, and checks the start-up banner.
+func TestMainOnEphemeralPorts(t *testing.T) {
+	cfg := configs.Defaults()
+	dir := t.TempDir()
+	cfg.DataDir = filepath.Join(dir, "data")
+	cfg.Storage.Objects.Path = filepath.Join(dir, "objects")
+	cfg.HTTP.Addr, cfg.RTMP.Addr, cfg.RTSP.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.RTSP.UDPRTPAddr, cfg.RTSP.UDPRTCPAddr = "", ""
+	var logs, banner bytes.Buffer
+	m := &Main{Config: cfg, Log: slog.New(slog.NewTextHandler(&logs, nil)), Banner: &banner}
+	if err := m.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	key := m.Channels[0].StreamKey
+	if len(key) < 16 {
+		t.Fatalf("no generated key: %q", key)
+	}
+	for _, want := range []string{
+		"rtmp://" + m.RTMPAddr.String() + "/live/" + key,
+		"rtsp://" + m.RTSPAddr.String() + "/live/" + key,
+		"http://" + m.HTTPAddr.String() + "/live/main/index.m3u8",
+	} {
+		if !strings.Contains(banner.String(), want) {
+			t.Errorf("banner lacks %s:\n%s", want, banner.String())
+		}
+	}
+	if strings.Contains(logs.String(), key) {
+		t.Error("generated key logged")
+	}
+	m.Close()
+
+	// A second start keeps the key, and does not print it (not a terminal).
+	banner.Reset()
+	m2 := &Main{Config: cfg, Log: slog.New(slog.DiscardHandler), Banner: &banner}
+	if err := m2.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Close()
+	if m2.Channels[0].StreamKey != key {
+		t.Error("key changed across restarts")
+	}
+	if strings.Contains(banner.String(), key) || !strings.Contains(banner.String(), "stream_keys") {
+		t.Errorf("second banner:\n%s", banner.String())
+	}
+}
+
+func TestBusyPortIsOneClearError(t *testing.T) {
+	cfg := configs.Defaults()
+	dir := t.TempDir()
+	cfg.DataDir, cfg.Storage.Objects.Path = dir, dir
+	cfg.HTTP.Addr, cfg.RTMP.Addr, cfg.RTSP.Addr = "127.0.0.1:0", "127.0.0.1:0", ""
+	cfg.RTSP.UDPRTPAddr, cfg.RTSP.UDPRTCPAddr = "", ""
+	m := &Main{Config: cfg}
+	if err := m.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	cfg.HTTP.Addr = m.HTTPAddr.String()
+	m2 := &Main{Config: cfg}
+	err := m2.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "http.addr") || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("want a clear http.addr error, got %v", err)
+	}
+}

@@ -1,0 +1,165 @@
+// Command streamd is a self-hosted live and on-demand streaming server:
+// RTMP and RTSP in, CMAF HLS out of an HTTP origin.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/streamd/streamd/configs"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `streamd — live and on-demand streaming server
+
+Usage:
+  streamd serve [--config FILE]     run the server (embedded default config without --config)
+  streamd config check FILE         validate a config file; print every problem with key and line
+  streamd config print [--config FILE] [--show-secrets]
+                                    print the effective config (defaults, file, STREAMD_* env)
+  streamd version                   print the version
+
+Every config key can be set by environment: STREAMD_ + key path in upper snake case
+(http.addr -> STREAMD_HTTP_ADDR).
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes one command line and returns the process exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return cmdServe(ctx, args[1:], stdout, stderr)
+	case "config":
+		if len(args) < 2 {
+			fmt.Fprint(stderr, usage)
+			return 2
+		}
+		switch args[1] {
+		case "check":
+			return cmdConfigCheck(args[2:], stdout, stderr)
+		case "print":
+			return cmdConfigPrint(args[2:], stdout, stderr)
+		}
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "streamd", versionString())
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "streamd: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}
+
+func versionString() string {
+	v := version
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				v += " (" + s.Value[:12] + ")"
+			}
+		}
+	}
+	return v
+}
+
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "config file (default: the embedded default config)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := configs.Load(*path, nil)
+	if err != nil {
+		fmt.Fprintln(stderr, "streamd:", err)
+		return 1
+	}
+	log := newLogger(stderr, cfg.Log)
+	m := &Main{Config: cfg, Log: log, Banner: stdout, BannerShowsKeys: isTerminal(stdout)}
+	if err := m.Run(ctx); err != nil {
+		log.Error("cannot start", "err", err.Error())
+		fmt.Fprintln(stderr, "streamd: cannot start:", err)
+		return 1
+	}
+	<-ctx.Done()
+	log.Info("shutting down")
+	if err := m.Close(); err != nil {
+		log.Error("shutdown", "err", err.Error())
+		return 1
+	}
+	return 0
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+func cmdConfigCheck(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
+		fmt.Fprintln(stderr, "usage: streamd config check FILE")
+		return 2
+	}
+	_, err := configs.Load(args[0], nil)
+	var ce *configs.Error
+	switch {
+	case errors.As(err, &ce):
+		for _, p := range ce.Problems {
+			fmt.Fprintf(stdout, "%s:%s\n", args[0], p)
+		}
+		fmt.Fprintf(stderr, "%s: %d problem(s)\n", args[0], len(ce.Problems))
+		return 1
+	case err != nil:
+		fmt.Fprintln(stderr, "streamd:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", args[0])
+	return 0
+}
+
+func cmdConfigPrint(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("config print", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "config file (default: the embedded default config)")
+	secrets := fs.Bool("show-secrets", false, "print stream keys instead of <redacted>")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := configs.Load(*path, nil)
+	if err != nil {
+		fmt.Fprintln(stderr, "streamd:", err)
+		return 1
+	}
+	out, err := configs.Marshal(cfg, *secrets)
+	if err != nil {
+		fmt.Fprintln(stderr, "streamd:", err)
+		return 1
+	}
+	stdout.Write(out)
+	return 0
+}
