@@ -36,7 +36,7 @@ type run struct {
 	// names counts segment objects of the run. A name is never reused,
 	// even when its Put failed (it may have been stored anyway, e.g. after
 	// a timeout), because the origin serves segments as immutable.
-	names uint64
+	names             uint64
 	initStored        bool
 	firstPlaylistDone bool
 	frames            int
