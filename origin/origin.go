@@ -16,7 +16,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"path"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,6 +38,12 @@ type Config struct {
 	// get a 304 while the playlist is unchanged). Rounding up would break
 	// the "at most half a segment" promise.
 	PlaylistMaxAge time.Duration
+	// CacheBytes bounds the in-memory hot cache of segments, init
+	// segments and playlists. Zero means DefaultCacheBytes (256 MiB);
+	// negative disables the cache (every request reads the store).
+	// Playlists stay cached for at most half of PlaylistMaxAge, so a
+	// viewer behind a CDN sees a playlist at most 1.5 max-age old.
+	CacheBytes int64
 }
 
 // Handler serves GET, HEAD and OPTIONS for objects in the store.
@@ -48,6 +53,7 @@ type Handler struct {
 	anyOrigin  bool
 	origins    map[string]bool
 	playlistCC string
+	cache      *hotCache // nil when disabled
 }
 
 // Cache-Control values. Segments and init segments never change once
@@ -91,6 +97,7 @@ func New(cfg Config, objs store.Objects, log *slog.Logger) *Handler {
 	}
 	secs := max(int64(maxAge/time.Second), 0)
 	h.playlistCC = "public, max-age=" + strconv.FormatInt(secs, 10)
+	h.cache = newHotCache(objs, cfg.CacheBytes, maxAge/2)
 	return h
 }
 
@@ -172,8 +179,24 @@ func (h *Handler) options(w http.ResponseWriter, r *http.Request) {
 // size or validators, so it calls Stat, decides, and only then opens the
 // (ranged) body; if the object was replaced between the two calls, the
 // decision is made again.
+//
+// With the hot cache, segments and playlists are served from memory; a
+// miss by a GET of the whole object loads it once for all concurrent
+// requests. A HEAD or a Range request that misses goes to the store as
+// below without filling the cache: a HEAD needs no body, and filling for a
+// Range would read the whole object to answer for a part of it.
 func (h *Handler) serveObject(w http.ResponseWriter, r *http.Request, key string) error {
 	ctx := r.Context()
+	if h.cache != nil {
+		fill := r.Method == http.MethodGet && r.Header.Get("Range") == ""
+		e, err := h.cache.lookup(ctx, key, fill)
+		if err != nil {
+			return err
+		}
+		if e != nil && !e.big {
+			return h.serveEntry(w, r, key, e)
+		}
+	}
 	plain := r.Method == http.MethodGet && r.Header.Get("Range") == "" &&
 		r.Header.Get("If-None-Match") == "" && r.Header.Get("If-Modified-Since") == ""
 	if plain {
@@ -194,26 +217,15 @@ func (h *Handler) serveObject(w http.ResponseWriter, r *http.Request, key string
 		if err != nil {
 			return err
 		}
-		if notModified(r, info) {
-			h.objectHeaders(w, key, info)
-			// A 304 describes the cached representation; it has no body
-			// of its own, so no body headers.
-			w.Header().Del("Content-Type")
-			w.WriteHeader(http.StatusNotModified)
+		p, err := decide(w, r, info)
+		if err != nil {
+			return err
+		}
+		if p.notModified {
+			h.writeNotModified(w, key, info)
 			return nil
 		}
-		var rng *store.Range
-		if ifRangeMatches(r.Header.Get("If-Range"), info) {
-			rng, err = parseRange(r.Header.Get("Range"), info.Size)
-			if errors.Is(err, errNotSatisfiable) {
-				w.Header().Set("Content-Range", "bytes */"+strconv.FormatInt(info.Size, 10))
-				return &httpError{status: http.StatusRequestedRangeNotSatisfiable, msg: "range not satisfiable", err: err}
-			}
-		}
-		status, length := http.StatusOK, info.Size
-		if rng != nil {
-			status, length = http.StatusPartialContent, rng.Length
-		}
+		rng, status, length := p.rng, p.status, p.length
 		if r.Method == http.MethodHead {
 			h.objectHeaders(w, key, info)
 			bodyHeaders(w, rng, info.Size, length)
@@ -236,6 +248,44 @@ func (h *Handler) serveObject(w http.ResponseWriter, r *http.Request, key string
 		return nil
 	}
 	return errChanged
+}
+
+// plan is what to answer for an object, decided from the request and the
+// object's info alone, so the store path and the cache path agree.
+type plan struct {
+	notModified bool
+	rng         *store.Range // nil: the whole object
+	status      int
+	length      int64
+}
+
+// decide evaluates the validators and the Range header. A range that
+// cannot be satisfied is an error (416) whose Content-Range it sets.
+func decide(w http.ResponseWriter, r *http.Request, info store.ObjectInfo) (plan, error) {
+	if notModified(r, info) {
+		return plan{notModified: true}, nil
+	}
+	var rng *store.Range
+	if ifRangeMatches(r.Header.Get("If-Range"), info) {
+		var err error
+		rng, err = parseRange(r.Header.Get("Range"), info.Size)
+		if errors.Is(err, errNotSatisfiable) {
+			w.Header().Set("Content-Range", "bytes */"+strconv.FormatInt(info.Size, 10))
+			return plan{}, &httpError{status: http.StatusRequestedRangeNotSatisfiable, msg: "range not satisfiable", err: err}
+		}
+	}
+	if rng != nil {
+		return plan{rng: rng, status: http.StatusPartialContent, length: rng.Length}, nil
+	}
+	return plan{status: http.StatusOK, length: info.Size}, nil
+}
+
+func (h *Handler) writeNotModified(w http.ResponseWriter, key string, info store.ObjectInfo) {
+	h.objectHeaders(w, key, info)
+	// A 304 describes the cached representation; it has no body of its
+	// own, so no body headers.
+	w.Header().Del("Content-Type")
+	w.WriteHeader(http.StatusNotModified)
 }
 
 func bodyHeaders(w http.ResponseWriter, rng *store.Range, size, length int64) {
@@ -274,11 +324,13 @@ func (h *Handler) objectHeaders(w http.ResponseWriter, key string, info store.Ob
 	}
 }
 
+// cacheControl follows the same classification as the hot cache (kindOf):
+// what a CDN may keep for a year, the origin may keep in memory.
 func (h *Handler) cacheControl(key string) string {
-	switch strings.ToLower(path.Ext(key)) {
-	case ".m3u8", ".mpd":
+	switch kindOf(key) {
+	case playlist:
 		return h.playlistCC
-	case ".m4s", ".mp4", ".m4a", ".m4v", ".ts", ".aac", ".vtt", ".jpg", ".jpeg":
+	case immutable:
 		return ccImmutable
 	}
 	return ccOther

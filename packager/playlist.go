@@ -63,11 +63,14 @@ func (m *mediaPlaylist) nextSequence() uint64 {
 	return m.mediaSequence + uint64(len(m.segments))
 }
 
-// targetDurationFor is the integer target a segment needs: the EXTINF we
-// print (rounded to ms) rounded up, so no segment ever exceeds it.
+// targetDurationFor is the integer target a segment needs. RFC 8216
+// 4.3.3.1 compares the EXTINF *rounded to the nearest integer* with the
+// target, so a 2.016 s segment (a keyframe a frame late) still fits a
+// target of 2; rounding up would raise the target mid-stream, which the
+// spec forbids and which makes players recompute their live edge.
 func targetDurationFor(d time.Duration) int {
 	ms := d.Round(time.Millisecond).Milliseconds()
-	return max(int(math.Ceil(float64(ms)/1000)), 1)
+	return max(int(math.Floor(float64(ms)/1000+0.5)), 1)
 }
 
 // marshal renders the playlist. The MAP tag is repeated wherever the init

@@ -26,7 +26,7 @@ func TestMediaPlaylistGolden(t *testing.T) {
 	m.ended = true
 	const want = `#EXTM3U
 #EXT-X-VERSION:7
-#EXT-X-TARGETDURATION:3
+#EXT-X-TARGETDURATION:2
 #EXT-X-MEDIA-SEQUENCE:1
 #EXT-X-MAP:URI="init-a.mp4"
 #EXT-X-PROGRAM-DATE-TIME:2026-01-02T03:04:07.678Z
@@ -92,7 +92,9 @@ func TestTargetDuration(t *testing.T) {
 	for d, want := range map[time.Duration]int{
 		2 * time.Second:                      2,
 		2*time.Second + 400*time.Microsecond: 2, // prints as 2.000
-		2001 * time.Millisecond:              3,
+		2016 * time.Millisecond:              2, // rounds to nearest (RFC 8216 4.3.3.1)
+		2499 * time.Millisecond:              2,
+		2500 * time.Millisecond:              3,
 		100 * time.Millisecond:               1,
 		0:                                    1,
 	} {
