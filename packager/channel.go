@@ -488,6 +488,8 @@ type reader struct {
 	closed   bool
 	anchored bool
 
+	queuedOne bool // a segment of this run has been queued: the anchor is final
+
 	dropCount  int // since the last drop log line
 	dropLogged time.Time
 	dropReason string
@@ -510,6 +512,15 @@ func (r *reader) WriteUnit(u *media.Unit) {
 			r.run.anchorWall = time.Now()
 		}
 		r.run.anchorPTS = u.PTS
+	} else if !r.queuedOne && !u.Received.IsZero() {
+		// Ingest may hand over the first seconds in a burst (the RTMP
+		// library probes 2 s of media before it reports the tracks), so
+		// the first unit's arrival is late. Until the first segment is
+		// queued, take the earliest wall clock any unit implies for the
+		// start; the queue's mutex publishes the final value to the writer.
+		if w := u.Received.Add(-(u.PTS - r.run.anchorPTS)); w.Before(r.run.anchorWall) {
+			r.run.anchorWall = w
+		}
 	}
 	seg, drop := r.seg.push(u)
 	if drop != "" {
@@ -518,6 +529,7 @@ func (r *reader) WriteUnit(u *media.Unit) {
 	if seg != nil {
 		r.c.mu.Lock()
 		r.c.enqueueLocked(job{run: r.run, seg: seg})
+		r.queuedOne = true
 		r.c.mu.Unlock()
 	}
 }

@@ -402,7 +402,12 @@ func TestRTMPPublishToHLS(t *testing.T) {
 	if err := ff.Wait(); err != nil {
 		t.Fatalf("ffmpeg: %v", err)
 	}
-	checkEndedStream(t, s, "main", 6, []string{"avc1.64001f", "mp4a.40.2"})
+	mp := checkEndedStream(t, s, "main", 6, []string{"avc1.64001f", "mp4a.40.2"})
+	// PROGRAM-DATE-TIME of the first segment is when its first frame was
+	// sent (ffmpeg -re), not when the server got around to it.
+	if dt := mp.Segments[0].DateTime; dt == nil || dt.Sub(start).Abs() > 700*time.Millisecond {
+		t.Errorf("first PROGRAM-DATE-TIME %v, publisher started %v", dt, start)
+	}
 	if strings.Contains(s.Logs(), testKey) {
 		t.Error("the stream key appears in the logs")
 	}
