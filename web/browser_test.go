@@ -150,19 +150,7 @@ func TestBrowserPlaysLive(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
-	actx, acancel := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(chromium),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.CombinedOutput(&logs),
-	)
+	actx, acancel := chromedp.NewExecAllocator(ctx, testenv.ChromiumOptions(t, chromium, chromedp.CombinedOutput(&logs))...)
 	defer acancel()
 	// Console output, exceptions and browser log entries (CSP violations,
 	// failed loads) go to the failure report. The listener must return
