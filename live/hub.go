@@ -132,6 +132,18 @@ func (h *Hub) Publish(key, protocol, remote string, tracks []*media.Track) (*Str
 	return s, nil
 }
 
+// Busy returns a *BusyError when the channel has a publisher right now.
+// Ingest asks before spending seconds probing a new publisher's tracks;
+// Publish still decides, so two racing publishers cannot both win.
+func (h *Hub) Busy(channel string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if cur := h.streams[channel]; cur != nil {
+		return &BusyError{Channel: channel, Protocol: cur.Protocol, Remote: cur.Remote}
+	}
+	return nil
+}
+
 // ChannelStatus describes a channel for the API and the web page.
 type ChannelStatus struct {
 	Name     string    `json:"name"`

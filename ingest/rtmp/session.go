@@ -169,6 +169,17 @@ func (c *session) serve() error {
 		return errRefused
 	}
 	c.log = c.log.With("channel", ch.Name)
+	// Refuse a busy channel now rather than after the ~2 s track probe,
+	// during which the client would already believe it is live.
+	if bc, ok := c.srv.Hub.(busyChecker); ok {
+		var busy *live.BusyError
+		if err := bc.Busy(ch.Name); errors.As(err, &busy) {
+			c.log.Warn("publish refused: channel is already live",
+				"current_protocol", busy.Protocol, "current_remote", busy.Remote)
+			c.refuse(sc, "NetStream.Publish.BadName", "channel is already live")
+			return errRefused
+		}
+	}
 
 	if err := sc.AcceptAction(); err != nil { // NetStream.Publish.Start
 		return err
@@ -220,6 +231,12 @@ func (c *session) serve() error {
 			return err
 		}
 	}
+}
+
+// busyChecker is the optional hub method that tells whether a channel has
+// a publisher already (live.Hub has it).
+type busyChecker interface {
+	Busy(channel string) error
 }
 
 // refuse tells the client why with an onStatus error, then closes the
