@@ -52,12 +52,40 @@ type RTSP struct {
 }
 
 type Storage struct {
-	Objects Objects `yaml:"objects"`
+	Objects  Objects  `yaml:"objects"`
+	Meta     Meta     `yaml:"meta"`
+	Sessions Sessions `yaml:"sessions"`
 }
 
+// Objects selects the object store: a local folder (fs) or S3/MinIO (s3).
 type Objects struct {
 	Driver string `yaml:"driver"`
-	Path   string `yaml:"path"`
+	// fs
+	Path string `yaml:"path"`
+	// s3
+	Endpoint  string `yaml:"endpoint"`
+	Bucket    string `yaml:"bucket"`
+	Region    string `yaml:"region"`
+	AccessKey string `yaml:"access_key"`
+	SecretKey string `yaml:"secret_key"`
+	UseSSL    bool   `yaml:"use_ssl"`
+	Prefix    string `yaml:"prefix"`
+	// LiveExpireDays asks the bucket to delete live segments this many days
+	// after they were written (a safety net behind the packager's own
+	// deletes); 0 sets no rule. Masters are never expired.
+	LiveExpireDays int `yaml:"live_expire_days"`
+}
+
+// Meta selects the metadata database.
+type Meta struct {
+	Driver string `yaml:"driver"` // sqlite | postgres
+	URL    string `yaml:"url"`    // SQLite file path, or a postgres:// URL
+}
+
+// Sessions selects the session store.
+type Sessions struct {
+	Driver string `yaml:"driver"` // memory | redis
+	URL    string `yaml:"url"`    // redis://host:port/db
 }
 
 type Live struct {
@@ -80,7 +108,11 @@ func Defaults() Config {
 		HTTP:    HTTP{Addr: ":8080", AllowedOrigins: []string{"*"}},
 		RTMP:    RTMP{Addr: ":1935"},
 		RTSP:    RTSP{Addr: ":8554", UDPRTPAddr: ":8000", UDPRTCPAddr: ":8001"},
-		Storage: Storage{Objects: Objects{Driver: "fs", Path: "./data"}},
+		Storage: Storage{
+			Objects:  Objects{Driver: "fs", Path: "./data"},
+			Meta:     Meta{Driver: "sqlite", URL: "./data/streamd.db"},
+			Sessions: Sessions{Driver: "memory"},
+		},
 		Live: Live{
 			SegmentDuration:  Duration(2 * time.Second),
 			PlaylistSegments: 6,
@@ -188,13 +220,50 @@ func (c *Config) Validate() []Problem {
 			add(fmt.Sprintf("http.allowed_origins[%d]", i), "%q must be \"*\" or an origin like https://example.com", o)
 		}
 	}
-	switch c.Storage.Objects.Driver {
+	o := c.Storage.Objects
+	switch o.Driver {
 	case "fs":
-		if c.Storage.Objects.Path == "" {
+		if o.Path == "" {
 			add("storage.objects.path", "must name a folder when storage.objects.driver is fs")
 		}
+	case "s3":
+		if o.Endpoint == "" {
+			add("storage.objects.endpoint", "must be host:port of the S3/MinIO server when storage.objects.driver is s3")
+		} else if strings.Contains(o.Endpoint, "://") {
+			add("storage.objects.endpoint", "%q must be host:port without a scheme (set storage.objects.use_ssl for https)", o.Endpoint)
+		}
+		if o.Bucket == "" {
+			add("storage.objects.bucket", "must name a bucket when storage.objects.driver is s3")
+		}
+		if o.AccessKey == "" || o.SecretKey == "" {
+			add("storage.objects.access_key", "set storage.objects.access_key and secret_key (e.g. from STREAMD_STORAGE_OBJECTS_SECRET_KEY)")
+		}
 	default:
-		add("storage.objects.driver", "%q is not a known driver (fs)", c.Storage.Objects.Driver)
+		add("storage.objects.driver", "%q is not a known driver (fs, s3)", o.Driver)
+	}
+	if o.LiveExpireDays < 0 {
+		add("storage.objects.live_expire_days", "%d must be 0 (no rule) or more", o.LiveExpireDays)
+	}
+	switch c.Storage.Meta.Driver {
+	case "sqlite":
+		if c.Storage.Meta.URL == "" {
+			add("storage.meta.url", "must name the SQLite file when storage.meta.driver is sqlite")
+		}
+	case "postgres":
+		if !strings.HasPrefix(c.Storage.Meta.URL, "postgres://") && !strings.HasPrefix(c.Storage.Meta.URL, "postgresql://") {
+			add("storage.meta.url", "must be a postgres:// URL when storage.meta.driver is postgres")
+		}
+	default:
+		add("storage.meta.driver", "%q is not a known driver (sqlite, postgres)", c.Storage.Meta.Driver)
+	}
+	switch c.Storage.Sessions.Driver {
+	case "memory":
+	case "redis":
+		if !strings.HasPrefix(c.Storage.Sessions.URL, "redis://") && !strings.HasPrefix(c.Storage.Sessions.URL, "rediss://") {
+			add("storage.sessions.url", "must be a redis:// URL when storage.sessions.driver is redis")
+		}
+	default:
+		add("storage.sessions.driver", "%q is not a known driver (memory, redis)", c.Storage.Sessions.Driver)
 	}
 	sd := time.Duration(c.Live.SegmentDuration)
 	if sd < 500*time.Millisecond || sd > 30*time.Second {

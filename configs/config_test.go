@@ -2,6 +2,7 @@ package configs
 
 import (
 	"errors"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -144,9 +145,28 @@ func TestStreamKeyNeverEchoed(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), "s3cr/t") {
 		t.Fatalf("want an error without the key, got %v", err)
 	}
-	out, err := Marshal(Config{Channels: []Channel{{Name: "a", StreamKey: "topsecret1"}}}, false)
-	if err != nil || strings.Contains(string(out), "topsecret1") {
-		t.Fatalf("print leaks key: %s %v", out, err)
+	c := Config{Channels: []Channel{{Name: "a", StreamKey: "topsecret1"}}}
+	c.Storage.Objects.SecretKey = "s3secret99"
+	c.Storage.Meta.URL = "postgres://streamd:pgpass77@db:5432/streamd"
+	c.Storage.Sessions.URL = "redis://:redispass55@cache:6379/0"
+	out, err := Marshal(c, false)
+	for _, secret := range []string{"topsecret1", "s3secret99", "pgpass77", "redispass55"} {
+		if err != nil || strings.Contains(string(out), secret) {
+			t.Fatalf("print leaks %s: %s %v", secret, out, err)
+		}
+	}
+	if !strings.Contains(string(out), "postgres://streamd:<redacted>@db:5432/streamd") {
+		t.Errorf("URL not kept readable:\n%s", out)
+	}
+}
+
+func TestBackendChoicesValidated(t *testing.T) {
+	src := "storage:\n  objects:\n    driver: s3\n  meta:\n    driver: postgres\n    url: ./x.db\n  sessions:\n    driver: redis\n"
+	_, err := Parse([]byte(src), "x", noEnv)
+	for _, key := range []string{"storage.objects.endpoint", "storage.objects.bucket", "storage.objects.access_key", "storage.meta.url", "storage.sessions.url"} {
+		if err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("no problem for %s: %v", key, err)
+		}
 	}
 }
 
@@ -172,4 +192,31 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Parse accepted an invalid config")
 		}
 	})
+}
+
+func TestProductionExampleIsValidWithSecretsFromEnv(t *testing.T) {
+	data, err := os.ReadFile("production.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"STREAMD_STORAGE_OBJECTS_ACCESS_KEY": "minio",
+		"STREAMD_STORAGE_OBJECTS_SECRET_KEY": "minio-secret",
+		"STREAMD_STORAGE_META_URL":           "postgres://streamd:pw@db:5432/streamd",
+		"STREAMD_STORAGE_SESSIONS_URL":       "redis://:pw@cache:6379/0",
+	}
+	cfg, err := Parse(data, "production.yaml", func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Storage.Objects.Driver != "s3" || cfg.Storage.Meta.Driver != "postgres" || cfg.Storage.Sessions.Driver != "redis" {
+		t.Fatalf("%+v", cfg.Storage)
+	}
+	// Without the secrets it names what is missing.
+	_, err = Parse(data, "production.yaml", noEnv)
+	for _, key := range []string{"storage.objects.access_key", "storage.meta.url", "storage.sessions.url"} {
+		if err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("missing secret %s not reported: %v", key, err)
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"reflect"
 	"regexp"
@@ -287,9 +288,15 @@ func applyEnv(v reflect.Value, path string, lookupEnv func(string) (string, bool
 }
 
 // Marshal renders a configuration as YAML (for `streamd config print`).
-// Stream keys are redacted unless showSecrets.
+// Stream keys, the S3 secret and passwords in URLs are redacted unless
+// showSecrets.
 func Marshal(c Config, showSecrets bool) ([]byte, error) {
 	if !showSecrets {
+		if c.Storage.Objects.SecretKey != "" {
+			c.Storage.Objects.SecretKey = "<redacted>"
+		}
+		c.Storage.Meta.URL = RedactURL(c.Storage.Meta.URL)
+		c.Storage.Sessions.URL = RedactURL(c.Storage.Sessions.URL)
 		c.Channels = append([]Channel(nil), c.Channels...)
 		for i := range c.Channels {
 			if c.Channels[i].StreamKey != "" {
@@ -304,4 +311,18 @@ func Marshal(c Config, showSecrets bool) ([]byte, error) {
 		return nil, err
 	}
 	return b.Bytes(), nil
+}
+
+// RedactURL hides the password of a URL ("postgres://u:pw@h/db" →
+// "postgres://u:<redacted>@h/db"); other strings come back unchanged.
+func RedactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	if _, ok := u.User.Password(); !ok {
+		return s
+	}
+	u.User = url.UserPassword(u.User.Username(), "REDACTED")
+	return strings.Replace(u.String(), "REDACTED", "<redacted>", 1)
 }
