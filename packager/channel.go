@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/streamd/streamd/live"
 	"github.com/streamd/streamd/media"
 )
 
@@ -51,14 +50,16 @@ type job struct {
 	endlist bool
 }
 
-// channel keeps one channel's playlist across publications and runs its
-// writer goroutine.
+// channel keeps one rendition's media playlist of a channel across
+// publications and runs its writer goroutine. The source rendition comes
+// from the hub; transcoded ones from Packager.Rendition.
 type channel struct {
 	p         *Packager
-	name      string
+	name      string // the channel
+	rendition string // "source", "720p", ...
 	log       *slog.Logger
 	prefix    string // "live/{channel}/"
-	srcPrefix string // "live/{channel}/source/"
+	srcPrefix string // "live/{channel}/{rendition}/"
 
 	mu       sync.Mutex
 	cond     *sync.Cond
@@ -84,20 +85,19 @@ type writerState struct {
 	playlistStored bool
 	cleaned        bool
 
-	master        masterPlaylist
-	masterWritten bool
 	peakBW        float64
 	sumBits       float64
 	sumSecs       float64
 }
 
-func newChannel(p *Packager, name string) *channel {
+func newChannel(p *Packager, name, rendition string) *channel {
 	c := &channel{
 		p:         p,
 		name:      name,
-		log:       p.log.With("channel", name),
+		rendition: rendition,
+		log:       p.log.With("channel", name, "rendition", rendition),
 		prefix:    p.cfg.Prefix + "/" + name + "/",
-		srcPrefix: p.cfg.Prefix + "/" + name + "/source/",
+		srcPrefix: p.cfg.Prefix + "/" + name + "/" + rendition + "/",
 		done:      make(chan struct{}),
 	}
 	c.cond = sync.NewCond(&c.mu)
@@ -109,8 +109,8 @@ func newChannel(p *Packager, name string) *channel {
 
 // publish prepares a reader for a new publication, cancelling a pending
 // ENDLIST so the playlist continues.
-func (c *channel) publish(s *live.Stream, runID string) *reader {
-	seg, skipped, err := newSegmenter(s.Tracks, c.p.cfg.SegmentDuration)
+func (c *channel) publish(tracks []*media.Track, runID string) *reader {
+	seg, skipped, err := newSegmenter(tracks, c.p.cfg.SegmentDuration)
 	for _, sk := range skipped {
 		c.log.Warn("track not packaged", "track", sk.Track.ID, "error", sk.Err)
 	}
@@ -322,15 +322,12 @@ func (c *channel) updateMaster(r *run, seg *Segment) {
 		Width:            r.width,
 		Height:           r.height,
 		FrameRate:        fps,
-		URI:              "source/index.m3u8",
+		URI:              c.rendition + "/index.m3u8",
 	}
-	if !w.playlistStored || (w.masterWritten && !m.materiallyDifferent(w.master)) {
+	if !w.playlistStored {
 		return
 	}
-	if err := c.put(c.prefix+"index.m3u8", m.marshal()); err == nil {
-		w.master = m
-		w.masterWritten = true
-	}
+	c.p.master(c.name).update(c, m)
 }
 
 func (c *channel) writeEndlist() {
@@ -399,10 +396,12 @@ func (c *channel) cleanupEarlierRuns() {
 	var del []string
 	for _, oi := range infos {
 		rel := strings.TrimPrefix(oi.Key, c.prefix)
-		if rel == "index.m3u8" || rel == "source/index.m3u8" || !oi.ModTime.Before(c.p.started) {
+		// Objects written since this process started belong to its
+		// renditions (this one's or another's): only older ones go.
+		if rel == "index.m3u8" || rel == c.rendition+"/index.m3u8" || !oi.ModTime.Before(c.p.started) {
 			continue
 		}
-		if dir, file := path.Split(rel); dir == "source/" && c.ownFile(file) {
+		if dir, file := path.Split(rel); dir == c.rendition+"/" && c.ownFile(file) {
 			continue
 		}
 		del = append(del, oi.Key)

@@ -3,6 +3,8 @@ package packager
 import (
 	"errors"
 	"log/slog"
+	"maps"
+	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/streamd/streamd/live"
+	"github.com/streamd/streamd/media"
 	"github.com/streamd/streamd/store"
 )
 
@@ -60,10 +63,16 @@ type Packager struct {
 	started time.Time
 
 	mu       sync.Mutex
-	channels map[string]*channel
+	channels map[renditionKey]*channel
+	masters  map[string]*master // by channel
 	lastRun  int64
 	closed   bool
 }
+
+type renditionKey struct{ channel, rendition string }
+
+// SourceRendition names the published stream packaged as is.
+const SourceRendition = "source"
 
 var _ live.Listener = (*Packager)(nil)
 
@@ -79,27 +88,136 @@ func New(cfg Config, objs store.Objects, log *slog.Logger, reg prometheus.Regist
 		log:      log.With("component", "packager"),
 		met:      newMetrics(reg),
 		started:  time.Now(),
-		channels: map[string]*channel{},
+		channels: map[renditionKey]*channel{},
+		masters:  map[string]*master{},
 	}
 }
 
-// OnPublish attaches a reader to a new publication.
+// OnPublish packages a new publication as the channel's source rendition.
 func (p *Packager) OnPublish(s *live.Stream) {
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
+	c, runID := p.rendition(s.Channel, SourceRendition)
+	if c == nil {
 		return
 	}
-	c := p.channels[s.Channel]
-	if c == nil {
-		c = newChannel(p, s.Channel)
-		p.channels[s.Channel] = c
-	}
-	runID := p.newRunIDLocked()
-	p.mu.Unlock()
-
-	if r := c.publish(s, runID); r != nil {
+	if r := c.publish(s.Tracks, runID); r != nil {
 		s.AddReader(r)
+	}
+}
+
+// rendition returns (creating) the writer state of one rendition and a
+// fresh run id; nil after Close.
+func (p *Packager) rendition(channel, name string) (*channel, string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, ""
+	}
+	k := renditionKey{channel, name}
+	c := p.channels[k]
+	if c == nil {
+		c = newChannel(p, channel, name)
+		p.channels[k] = c
+	}
+	return c, p.newRunIDLocked()
+}
+
+// Rendition returns a writer for one transcoded rendition of a channel,
+// stored under live/{channel}/{name}/ and listed in the channel's master
+// playlist beside the others. It has the shape of a transcoder's output
+// sink: Start begins a run (again after an encoder restart: the playlist
+// continues after an EXT-X-DISCONTINUITY with a new init segment),
+// WriteUnit feeds it, Close ends it (EXT-X-ENDLIST after the end grace).
+func (p *Packager) Rendition(channel, name string) *Rendition {
+	return &Rendition{p: p, channel: channel, name: name}
+}
+
+// Rendition feeds one rendition's media playlist; see Packager.Rendition.
+type Rendition struct {
+	p             *Packager
+	channel, name string
+
+	mu sync.Mutex
+	r  *reader
+}
+
+// Start begins a run with the given tracks, ending the previous run.
+func (w *Rendition) Start(tracks []*media.Track, restarted bool) {
+	w.Close()
+	c, runID := w.p.rendition(w.channel, w.name)
+	if c == nil {
+		return
+	}
+	r := c.publish(tracks, runID)
+	w.mu.Lock()
+	w.r = r
+	w.mu.Unlock()
+}
+
+// WriteUnit adds a unit to the current run.
+func (w *Rendition) WriteUnit(u *media.Unit) {
+	w.mu.Lock()
+	r := w.r
+	w.mu.Unlock()
+	if r != nil {
+		r.WriteUnit(u)
+	}
+}
+
+// Close ends the current run (flushing its last segment).
+func (w *Rendition) Close() {
+	w.mu.Lock()
+	r := w.r
+	w.r = nil
+	w.mu.Unlock()
+	if r != nil {
+		r.Close()
+	}
+}
+
+// master is a channel's multivariant playlist: the latest variant of each
+// rendition, rewritten when one of them changes materially. Renditions'
+// writers call update from their own goroutines.
+type master struct {
+	mu       sync.Mutex
+	variants map[string]masterPlaylist // by rendition
+	written  map[string]masterPlaylist // as last stored
+}
+
+func (p *Packager) master(channel string) *master {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m := p.masters[channel]
+	if m == nil {
+		m = &master{variants: map[string]masterPlaylist{}}
+		p.masters[channel] = m
+	}
+	return m
+}
+
+func (m *master) update(c *channel, v masterPlaylist) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.variants[c.rendition] = v
+	changed := len(m.written) != len(m.variants)
+	for k, cur := range m.variants {
+		if old, ok := m.written[k]; !ok || cur.materiallyDifferent(old) {
+			changed = true
+		}
+	}
+	if !changed {
+		return
+	}
+	vs := make([]masterPlaylist, 0, len(m.variants))
+	names := make([]string, 0, len(m.variants))
+	for k := range m.variants {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		vs = append(vs, m.variants[k])
+	}
+	if err := c.put(c.prefix+"index.m3u8", marshalMaster(vs)); err == nil {
+		m.written = maps.Clone(m.variants)
 	}
 }
 
@@ -159,7 +277,7 @@ type ChannelStats struct {
 // published since New.
 func (p *Packager) Stats(channel string) (st ChannelStats, ok bool) {
 	p.mu.Lock()
-	c := p.channels[channel]
+	c := p.channels[renditionKey{channel, SourceRendition}]
 	p.mu.Unlock()
 	if c == nil {
 		return ChannelStats{}, false

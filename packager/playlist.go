@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -108,7 +109,8 @@ func (m *mediaPlaylist) marshal() []byte {
 	return b.Bytes()
 }
 
-// masterPlaylist is the one-variant multivariant playlist.
+// masterPlaylist is one variant of the multivariant playlist: one
+// rendition's EXT-X-STREAM-INF.
 type masterPlaylist struct {
 	Bandwidth        int
 	AverageBandwidth int
@@ -118,9 +120,25 @@ type masterPlaylist struct {
 	URI              string
 }
 
-func (m masterPlaylist) marshal() []byte {
+func (m masterPlaylist) marshal() []byte { return marshalMaster([]masterPlaylist{m}) }
+
+// marshalMaster writes the multivariant playlist. Variants come highest
+// bandwidth first: Safari starts with the first variant listed, and a
+// broadcaster's viewers on good networks should start sharp; hls.js and
+// other adaptive players measure the first segment and step down at once
+// when the network cannot keep up. Ties keep the given order.
+func marshalMaster(vs []masterPlaylist) []byte {
+	vs = append([]masterPlaylist(nil), vs...)
+	sort.SliceStable(vs, func(i, j int) bool { return vs[i].Bandwidth > vs[j].Bandwidth })
 	var b bytes.Buffer
 	b.WriteString("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n")
+	for _, m := range vs {
+		m.marshalVariant(&b)
+	}
+	return b.Bytes()
+}
+
+func (m masterPlaylist) marshalVariant(b *bytes.Buffer) {
 	attrs := []string{"BANDWIDTH=" + strconv.Itoa(max(m.Bandwidth, 1))}
 	if m.AverageBandwidth > 0 {
 		attrs = append(attrs, "AVERAGE-BANDWIDTH="+strconv.Itoa(m.AverageBandwidth))
@@ -136,7 +154,6 @@ func (m masterPlaylist) marshal() []byte {
 	}
 	b.WriteString("#EXT-X-STREAM-INF:" + strings.Join(attrs, ",") + "\n")
 	b.WriteString(m.URI + "\n")
-	return b.Bytes()
 }
 
 // materiallyDifferent decides whether a new master is worth a rewrite:
