@@ -20,7 +20,7 @@ run: build
 test:
 	bash scripts/deps.sh test
 	$(GO) vet $(PKGS)
-	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	bash scripts/testenv.sh $(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 ## test-short: unit tests only, no outside programs.
 test-short:

@@ -85,9 +85,9 @@ type writerState struct {
 	playlistStored bool
 	cleaned        bool
 
-	peakBW        float64
-	sumBits       float64
-	sumSecs       float64
+	peakBW  float64
+	sumBits float64
+	sumSecs float64
 }
 
 func newChannel(p *Packager, name, rendition string) *channel {
