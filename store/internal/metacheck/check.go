@@ -1,0 +1,149 @@
+// Package metacheck holds what every store.Meta backend does before
+// writing: defaults and validation, so that SQLite and PostgreSQL refuse
+// the same values with the same errors.
+package metacheck
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/streamd/streamd/store"
+)
+
+// Now returns the current time as the backends keep it: UTC, microseconds.
+func Now() time.Time { return Time(time.Now()) }
+
+// Time normalizes t to what the backends keep (zero stays zero).
+func Time(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.UTC().Truncate(time.Microsecond)
+}
+
+func invalid(what string, args ...any) error {
+	return fmt.Errorf("%s: %w", fmt.Sprintf(what, args...), store.ErrInvalid)
+}
+
+// Length limits of the indexed columns: a B-tree entry must fit in a page
+// (PostgreSQL refuses index rows over ~8 kB), and no real name is longer.
+const (
+	maxName  = 256  // channel name, username, ids
+	maxEmail = 320  // RFC 5321's 64 + 1 + 255
+	maxKey   = 1024 // stream key (only its hash is indexed, but still)
+)
+
+func length(what, s string, limit int) error {
+	if len(s) > limit {
+		return invalid("%s: %d bytes, at most %d", what, len(s), limit)
+	}
+	return nil
+}
+
+func texts(fields ...string) error {
+	for i := 0; i < len(fields); i += 2 {
+		if !store.ValidText(fields[i+1]) {
+			return invalid("%s: not valid UTF-8 or contains NUL", fields[i])
+		}
+	}
+	return nil
+}
+
+// Channel validates a channel about to be created.
+func Channel(ch store.Channel, key string) error {
+	if ch.Name == "" {
+		return invalid("channel name is empty")
+	}
+	if key == "" {
+		return invalid("channel %q: stream key is empty", ch.Name)
+	}
+	if err := errors.Join(length("channel name", ch.Name, maxName), length("stream key", key, maxKey)); err != nil {
+		return err
+	}
+	return texts("name", ch.Name, "title", ch.Title, "description", ch.Description, "stream key", key)
+}
+
+// ChannelUpdate validates an update.
+func ChannelUpdate(u store.ChannelUpdate) error {
+	if u.Title != nil {
+		if err := texts("title", *u.Title); err != nil {
+			return err
+		}
+	}
+	if u.Description != nil {
+		return texts("description", *u.Description)
+	}
+	return nil
+}
+
+// User fills defaults (id, role viewer, tier free, preferences {},
+// created_at) and validates.
+func User(u store.User) (store.User, error) {
+	if u.ID == "" {
+		u.ID = store.NewID()
+	}
+	if u.Role == "" {
+		u.Role = store.RoleViewer
+	}
+	if u.Tier == "" {
+		u.Tier = store.TierFree
+	}
+	if len(bytes.TrimSpace(u.Preferences)) == 0 {
+		u.Preferences = json.RawMessage("{}")
+	}
+	u.CreatedAt = Now()
+	u.LastLoginAt = Time(u.LastLoginAt)
+	switch {
+	case u.Email == "":
+		return u, invalid("user: email is empty")
+	case u.Username == "":
+		return u, invalid("user: username is empty")
+	case !u.Role.Valid():
+		return u, invalid("user: role %q (want admin, publisher or viewer)", u.Role)
+	case !u.Tier.Valid():
+		return u, invalid("user: tier %q (want free, premium or family)", u.Tier)
+	case !json.Valid(u.Preferences) || bytes.TrimSpace(u.Preferences)[0] != '{':
+		return u, invalid("user: preferences are not a JSON object")
+	}
+	if err := errors.Join(length("user id", u.ID, maxName), length("email", u.Email, maxEmail),
+		length("username", u.Username, maxName)); err != nil {
+		return u, err
+	}
+	return u, texts("id", u.ID, "email", u.Email, "username", u.Username,
+		"password hash", u.PasswordHash, "preferences", string(u.Preferences))
+}
+
+// Content fills defaults (id, public, pending, created_at) and validates.
+func Content(c store.Content) (store.Content, error) {
+	if c.ID == "" {
+		c.ID = store.NewID()
+	}
+	if c.Visibility == "" {
+		c.Visibility = store.VisibilityPublic
+	}
+	if c.EncodingStatus == "" {
+		c.EncodingStatus = store.EncodingPending
+	}
+	c.CreatedAt = Now()
+	switch {
+	case !c.Visibility.Valid():
+		return c, invalid("content: visibility %q (want public or protected)", c.Visibility)
+	case !c.EncodingStatus.Valid():
+		return c, invalid("content: encoding status %q", c.EncodingStatus)
+	}
+	if err := length("content id", c.ID, maxName); err != nil {
+		return c, err
+	}
+	return c, texts("id", c.ID, "title", c.Title, "description", c.Description, "genre", c.Genre)
+}
+
+// EncodingStatus validates a status change.
+func EncodingStatus(s store.EncodingStatus) error {
+	if !s.Valid() {
+		return invalid("encoding status %q", s)
+	}
+	return nil
+}

@@ -1,0 +1,197 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// ErrConflict is returned (wrapped) when a write would break a uniqueness
+// rule: a channel name, a stream key, a user's email or username taken.
+var ErrConflict = errors.New("already exists")
+
+// ErrInvalid is returned (wrapped) for values the schema refuses: an
+// unknown role or tier, an empty name, preferences that are not JSON.
+var ErrInvalid = errors.New("invalid value")
+
+// ErrUnavailable is returned (wrapped, together with the backend's own
+// error) when the backend cannot be reached or does not answer: connection
+// refused or reset, server shutting down, timeout, disk errors. Callers on
+// the HTTP edge answer 503 for it; it is worth retrying later.
+var ErrUnavailable = errors.New("storage backend unavailable")
+
+// Channel is a live channel and the fingerprint of its stream key.
+//
+// The plain stream key is never stored: only its SHA-256 (for lookups) and
+// a short prefix (so an operator can tell keys apart in a list). A leaked
+// database or backup then gives nobody publish rights. Keys are random and
+// long, so an unsalted hash cannot be brute-forced and can be looked up by
+// an index. The one place that needs the plain key — printing it for OBS —
+// gets it from whoever generated it (auth's 0600 key file, or the result of
+// CreateChannel/RotateStreamKey's caller), not from the database.
+type Channel struct {
+	Name        string // unique; the {channel} of /live/{channel}/
+	Title       string
+	Description string
+	// KeyPrefix is the first characters of the stream key (at most 4, and
+	// at most a quarter of the key): not enough to guess it.
+	KeyPrefix    string
+	KeyRotatedAt time.Time
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+}
+
+// ChannelUpdate changes a channel's editable fields; nil leaves one as is.
+type ChannelUpdate struct {
+	Title       *string
+	Description *string
+}
+
+// Role says what a user may do.
+type Role string
+
+// Roles.
+const (
+	RoleAdmin     Role = "admin"
+	RolePublisher Role = "publisher"
+	RoleViewer    Role = "viewer"
+)
+
+// Valid reports whether r is a known role.
+func (r Role) Valid() bool { return r == RoleAdmin || r == RolePublisher || r == RoleViewer }
+
+// Tier is a user's subscription level.
+type Tier string
+
+// Tiers.
+const (
+	TierFree    Tier = "free"
+	TierPremium Tier = "premium"
+	TierFamily  Tier = "family"
+)
+
+// Valid reports whether t is a known tier.
+func (t Tier) Valid() bool { return t == TierFree || t == TierPremium || t == TierFamily }
+
+// User is an account. Email and username are unique, compared without
+// regard to ASCII case.
+type User struct {
+	ID           string // set by CreateUser when empty
+	Email        string
+	Username     string
+	PasswordHash string // an encoded hash (e.g. argon2id/bcrypt string); never a password
+	Role         Role
+	Tier         Tier
+	Preferences  json.RawMessage // a JSON object; empty means {}
+	CreatedAt    time.Time       // set by CreateUser
+	LastLoginAt  time.Time       // zero: never logged in
+}
+
+// Visibility says who may watch a content item.
+type Visibility string
+
+// Visibilities.
+const (
+	VisibilityPublic    Visibility = "public"
+	VisibilityProtected Visibility = "protected" // signed URL or a logged-in user
+)
+
+// Valid reports whether v is a known visibility.
+func (v Visibility) Valid() bool { return v == VisibilityPublic || v == VisibilityProtected }
+
+// EncodingStatus is where a content item is in the VOD pipeline.
+type EncodingStatus string
+
+// Encoding statuses.
+const (
+	EncodingPending EncodingStatus = "pending"
+	EncodingRunning EncodingStatus = "running"
+	EncodingReady   EncodingStatus = "ready"
+	EncodingFailed  EncodingStatus = "failed"
+)
+
+// Valid reports whether s is a known status.
+func (s EncodingStatus) Valid() bool {
+	return s == EncodingPending || s == EncodingRunning || s == EncodingReady || s == EncodingFailed
+}
+
+// Content is a VOD asset (the {asset} of /vod/{asset}/).
+type Content struct {
+	ID             string // set by CreateContent when empty
+	Title          string
+	Description    string
+	Genre          string
+	Visibility     Visibility     // empty means public
+	EncodingStatus EncodingStatus // empty means pending
+	CreatedAt      time.Time      // set by CreateContent
+}
+
+// Meta is the metadata store: channels and stream keys, users, content.
+// Methods return errors wrapping ErrNotFound, ErrConflict, ErrInvalid or
+// ErrUnavailable where those apply. Times are returned in UTC, truncated
+// to microseconds (what both SQL backends keep).
+type Meta interface {
+	// CreateChannel stores a new channel with the given stream key (only
+	// its hash and prefix are kept). Name or key in use: ErrConflict.
+	CreateChannel(ctx context.Context, ch Channel, streamKey string) (Channel, error)
+	GetChannel(ctx context.Context, name string) (Channel, error)
+	// ListChannels returns every channel, sorted by name.
+	ListChannels(ctx context.Context) ([]Channel, error)
+	UpdateChannel(ctx context.Context, name string, u ChannelUpdate) (Channel, error)
+	// RotateStreamKey replaces the channel's key; the old one stops working.
+	RotateStreamKey(ctx context.Context, name, newKey string) (Channel, error)
+	DeleteChannel(ctx context.Context, name string) error
+	// ChannelByStreamKey finds the channel a publisher's key opens.
+	ChannelByStreamKey(ctx context.Context, streamKey string) (Channel, error)
+
+	CreateUser(ctx context.Context, u User) (User, error)
+	GetUser(ctx context.Context, id string) (User, error)
+	// UserByLogin finds a user by email or username (ASCII case ignored).
+	UserByLogin(ctx context.Context, login string) (User, error)
+	// RecordLogin sets the user's LastLoginAt.
+	RecordLogin(ctx context.Context, id string, at time.Time) error
+
+	CreateContent(ctx context.Context, c Content) (Content, error)
+	GetContent(ctx context.Context, id string) (Content, error)
+	SetEncodingStatus(ctx context.Context, id string, s EncodingStatus) error
+
+	// Ping checks that the backend answers (for /readyz).
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// HashStreamKey returns the hex SHA-256 of a stream key: what the metadata
+// backends store and look keys up by.
+func HashStreamKey(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:])
+}
+
+// StreamKeyPrefix returns the non-secret prefix kept next to the hash: at
+// most 4 characters and at most a quarter of the key, so short keys (which
+// should not exist) give away little.
+func StreamKeyPrefix(key string) string {
+	runes := []rune(key)
+	return string(runes[:min(4, len(runes)/4)])
+}
+
+// ValidText reports whether s can be stored by every backend: valid UTF-8
+// without NUL bytes (PostgreSQL's text refuses both). Backends return
+// ErrInvalid for other strings, so that they all behave alike.
+func ValidText(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
+}
+
+// NewID returns a random 128-bit identifier in hex: unguessable, so content
+// and user ids can appear in URLs without making them enumerable.
+func NewID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,236 @@
+package sqlitemeta
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"time"
+
+	"github.com/streamd/streamd/store"
+	"github.com/streamd/streamd/store/internal/metacheck"
+)
+
+const channelCols = `name, title, description, key_prefix, key_rotated_at, created_at, updated_at`
+
+type scanner interface{ Scan(...any) error }
+
+func scanChannel(s scanner) (store.Channel, error) {
+	var c store.Channel
+	var rot, cr, up int64
+	err := s.Scan(&c.Name, &c.Title, &c.Description, &c.KeyPrefix, &rot, &cr, &up)
+	c.KeyRotatedAt, c.CreatedAt, c.UpdatedAt = fromUs(rot), fromUs(cr), fromUs(up)
+	return c, err
+}
+
+// CreateChannel implements store.Meta.
+func (db *DB) CreateChannel(ctx context.Context, ch store.Channel, key string) (store.Channel, error) {
+	if err := metacheck.Channel(ch, key); err != nil {
+		return store.Channel{}, err
+	}
+	now := metacheck.Now()
+	ch.KeyPrefix, ch.KeyRotatedAt, ch.CreatedAt, ch.UpdatedAt = store.StreamKeyPrefix(key), now, now, now
+	_, err := db.w.ExecContext(ctx, `INSERT INTO channels (name, title, description, key_hash, key_prefix, key_rotated_at, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		ch.Name, ch.Title, ch.Description, store.HashStreamKey(key), ch.KeyPrefix, us(now), us(now), us(now))
+	if err != nil {
+		return store.Channel{}, db.wrap("create channel "+quote(ch.Name), err)
+	}
+	return ch, nil
+}
+
+func quote(s string) string {
+	if r := []rune(s); len(r) > 64 {
+		s = string(r[:64]) + "…"
+	}
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// GetChannel implements store.Meta.
+func (db *DB) GetChannel(ctx context.Context, name string) (store.Channel, error) {
+	c, err := scanChannel(db.r.QueryRowContext(ctx, `SELECT `+channelCols+` FROM channels WHERE name = ?`, name))
+	if err != nil {
+		return store.Channel{}, db.wrap("get channel "+quote(name), err)
+	}
+	return c, nil
+}
+
+// ListChannels implements store.Meta.
+func (db *DB) ListChannels(ctx context.Context) ([]store.Channel, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT `+channelCols+` FROM channels ORDER BY name`)
+	if err != nil {
+		return nil, db.wrap("list channels", err)
+	}
+	defer rows.Close()
+	out := []store.Channel{}
+	for rows.Next() {
+		c, err := scanChannel(rows)
+		if err != nil {
+			return nil, db.wrap("list channels", err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, db.wrap("list channels", err)
+	}
+	return out, nil
+}
+
+// UpdateChannel implements store.Meta.
+func (db *DB) UpdateChannel(ctx context.Context, name string, u store.ChannelUpdate) (store.Channel, error) {
+	if err := metacheck.ChannelUpdate(u); err != nil {
+		return store.Channel{}, err
+	}
+	c, err := scanChannel(db.w.QueryRowContext(ctx, `UPDATE channels SET
+		title = coalesce(?, title), description = coalesce(?, description), updated_at = ?
+		WHERE name = ? RETURNING `+channelCols,
+		u.Title, u.Description, us(metacheck.Now()), name))
+	if err != nil {
+		return store.Channel{}, db.wrap("update channel "+quote(name), err)
+	}
+	return c, nil
+}
+
+// RotateStreamKey implements store.Meta.
+func (db *DB) RotateStreamKey(ctx context.Context, name, key string) (store.Channel, error) {
+	if err := metacheck.Channel(store.Channel{Name: name}, key); err != nil {
+		return store.Channel{}, err
+	}
+	now := us(metacheck.Now())
+	c, err := scanChannel(db.w.QueryRowContext(ctx, `UPDATE channels SET
+		key_hash = ?, key_prefix = ?, key_rotated_at = ?, updated_at = ?
+		WHERE name = ? RETURNING `+channelCols,
+		store.HashStreamKey(key), store.StreamKeyPrefix(key), now, now, name))
+	if err != nil {
+		return store.Channel{}, db.wrap("rotate stream key of "+quote(name), err)
+	}
+	return c, nil
+}
+
+// DeleteChannel implements store.Meta.
+func (db *DB) DeleteChannel(ctx context.Context, name string) error {
+	res, err := db.w.ExecContext(ctx, `DELETE FROM channels WHERE name = ?`, name)
+	if err != nil {
+		return db.wrap("delete channel "+quote(name), err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return notFound("channel", name)
+	}
+	return nil
+}
+
+// ChannelByStreamKey implements store.Meta.
+func (db *DB) ChannelByStreamKey(ctx context.Context, key string) (store.Channel, error) {
+	c, err := scanChannel(db.r.QueryRowContext(ctx, `SELECT `+channelCols+` FROM channels WHERE key_hash = ?`,
+		store.HashStreamKey(key)))
+	if err != nil {
+		// Never the key itself in an error: errors get logged.
+		return store.Channel{}, db.wrap("channel by stream key", err)
+	}
+	return c, nil
+}
+
+const userCols = `id, email, username, password_hash, role, tier, preferences, created_at, last_login_at`
+
+func scanUser(s scanner) (store.User, error) {
+	var u store.User
+	var prefs string
+	var cr int64
+	var last sql.NullInt64
+	err := s.Scan(&u.ID, &u.Email, &u.Username, &u.PasswordHash, &u.Role, &u.Tier, &prefs, &cr, &last)
+	u.Preferences, u.CreatedAt, u.LastLoginAt = json.RawMessage(prefs), fromUs(cr), fromNullUs(last)
+	return u, err
+}
+
+// CreateUser implements store.Meta.
+func (db *DB) CreateUser(ctx context.Context, u store.User) (store.User, error) {
+	u, err := metacheck.User(u)
+	if err != nil {
+		return store.User{}, err
+	}
+	_, err = db.w.ExecContext(ctx, `INSERT INTO users (`+userCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		u.ID, u.Email, u.Username, u.PasswordHash, string(u.Role), string(u.Tier), string(u.Preferences),
+		us(u.CreatedAt), nullUs(u.LastLoginAt))
+	if err != nil {
+		return store.User{}, db.wrap("create user "+quote(u.Username), err)
+	}
+	return u, nil
+}
+
+// GetUser implements store.Meta.
+func (db *DB) GetUser(ctx context.Context, id string) (store.User, error) {
+	u, err := scanUser(db.r.QueryRowContext(ctx, `SELECT `+userCols+` FROM users WHERE id = ?`, id))
+	if err != nil {
+		return store.User{}, db.wrap("get user "+quote(id), err)
+	}
+	return u, nil
+}
+
+// UserByLogin implements store.Meta.
+func (db *DB) UserByLogin(ctx context.Context, login string) (store.User, error) {
+	// An email match wins over a username match (someone could pick
+	// another user's email as a username).
+	u, err := scanUser(db.r.QueryRowContext(ctx, `SELECT `+userCols+` FROM users
+		WHERE lower(email) = lower(?1) OR lower(username) = lower(?1)
+		ORDER BY lower(email) = lower(?1) DESC LIMIT 1`, login))
+	if err != nil {
+		return store.User{}, db.wrap("user by login "+quote(login), err)
+	}
+	return u, nil
+}
+
+// RecordLogin implements store.Meta.
+func (db *DB) RecordLogin(ctx context.Context, id string, at time.Time) error {
+	res, err := db.w.ExecContext(ctx, `UPDATE users SET last_login_at = ? WHERE id = ?`, us(metacheck.Time(at)), id)
+	if err != nil {
+		return db.wrap("record login of "+quote(id), err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return notFound("user", id)
+	}
+	return nil
+}
+
+const contentCols = `id, title, description, genre, visibility, encoding_status, created_at`
+
+// CreateContent implements store.Meta.
+func (db *DB) CreateContent(ctx context.Context, c store.Content) (store.Content, error) {
+	c, err := metacheck.Content(c)
+	if err != nil {
+		return store.Content{}, err
+	}
+	_, err = db.w.ExecContext(ctx, `INSERT INTO content (`+contentCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		c.ID, c.Title, c.Description, c.Genre, string(c.Visibility), string(c.EncodingStatus), us(c.CreatedAt))
+	if err != nil {
+		return store.Content{}, db.wrap("create content "+quote(c.ID), err)
+	}
+	return c, nil
+}
+
+// GetContent implements store.Meta.
+func (db *DB) GetContent(ctx context.Context, id string) (store.Content, error) {
+	var c store.Content
+	var cr int64
+	err := db.r.QueryRowContext(ctx, `SELECT `+contentCols+` FROM content WHERE id = ?`, id).
+		Scan(&c.ID, &c.Title, &c.Description, &c.Genre, &c.Visibility, &c.EncodingStatus, &cr)
+	if err != nil {
+		return store.Content{}, db.wrap("get content "+quote(id), err)
+	}
+	c.CreatedAt = fromUs(cr)
+	return c, nil
+}
+
+// SetEncodingStatus implements store.Meta.
+func (db *DB) SetEncodingStatus(ctx context.Context, id string, s store.EncodingStatus) error {
+	if err := metacheck.EncodingStatus(s); err != nil {
+		return err
+	}
+	res, err := db.w.ExecContext(ctx, `UPDATE content SET encoding_status = ? WHERE id = ?`, string(s), id)
+	if err != nil {
+		return db.wrap("set encoding status of "+quote(id), err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return notFound("content", id)
+	}
+	return nil
+}
