@@ -27,8 +27,54 @@ type Config struct {
 	RTMP     RTMP      `yaml:"rtmp"`
 	RTSP     RTSP      `yaml:"rtsp"`
 	Storage  Storage   `yaml:"storage"`
-	Live     Live      `yaml:"live"`
-	Channels []Channel `yaml:"channels"`
+	Live      Live      `yaml:"live"`
+	Transcode Transcode `yaml:"transcode"`
+	Ladders   []Ladder  `yaml:"ladders"`
+	Channels  []Channel `yaml:"channels"`
+}
+
+// Transcode configures the ffmpeg workers.
+type Transcode struct {
+	// FFmpegPath is the ffmpeg binary; empty: ffmpeg on PATH.
+	FFmpegPath string `yaml:"ffmpeg_path"`
+	// Encoder is libx264, h264_nvenc, h264_vaapi or h264_qsv.
+	Encoder string `yaml:"encoder"`
+	// HWDevice is the GPU index (nvenc) or device node (vaapi, qsv).
+	HWDevice string `yaml:"hw_device"`
+	// MaxLiveWorkers bounds concurrent live transcodes; 0: half the cores
+	// (at least 1).
+	MaxLiveWorkers int `yaml:"max_live_workers"`
+	// OverCapacity says what a publish beyond MaxLiveWorkers gets:
+	// passthrough (the source rendition only) or refuse.
+	OverCapacity string `yaml:"over_capacity"`
+}
+
+// Ladder is a named set of renditions (see transcode.Ladder, which has
+// the same shape and the encoding rules).
+type Ladder struct {
+	Name  string      `yaml:"name"`
+	Rungs []Rung      `yaml:"rungs"`
+	Audio LadderAudio `yaml:"audio"`
+}
+
+// Rung is one rendition; Source passes the published stream through.
+type Rung struct {
+	Name         string  `yaml:"name"`
+	Width        int     `yaml:"width"`
+	Height       int     `yaml:"height"`
+	VideoBitrate string  `yaml:"video_bitrate"`
+	MaxBitrate   string  `yaml:"max_bitrate"`
+	Framerate    float64 `yaml:"framerate"`
+	Profile      string  `yaml:"profile"`
+	Preset       string  `yaml:"preset"`
+	Source       bool    `yaml:"source"`
+}
+
+// LadderAudio is the one AAC encode every rendition of a ladder carries.
+type LadderAudio struct {
+	Bitrate    string `yaml:"bitrate"`
+	SampleRate int    `yaml:"sample_rate"`
+	Channels   int    `yaml:"channels"`
 }
 
 type Log struct {
@@ -97,6 +143,8 @@ type Live struct {
 type Channel struct {
 	Name      string `yaml:"name"`
 	StreamKey string `yaml:"stream_key"`
+	// Ladder names an entry of ladders; empty: the published stream only.
+	Ladder string `yaml:"ladder"`
 }
 
 // Defaults returns the configuration the embedded file describes. A test
@@ -118,7 +166,27 @@ func Defaults() Config {
 			PlaylistSegments: 6,
 			EndGrace:         Duration(5 * time.Second),
 		},
-		Channels: []Channel{{Name: "main"}},
+		Transcode: Transcode{Encoder: "libx264", OverCapacity: "passthrough"},
+		Ladders:   []Ladder{defaultLadder()},
+		Channels:  []Channel{{Name: "main"}},
+	}
+}
+
+// defaultLadder is the shipped `default` ladder; a test in cmd/streamd
+// keeps it equal to transcode.DefaultLadder.
+func defaultLadder() Ladder {
+	rung := func(name string, w, h int, br, peak string) Rung {
+		return Rung{Name: name, Width: w, Height: h, VideoBitrate: br, MaxBitrate: peak, Profile: "high", Preset: "veryfast"}
+	}
+	return Ladder{
+		Name: "default",
+		Rungs: []Rung{
+			rung("1080p", 1920, 1080, "5000k", "5350k"),
+			rung("720p", 1280, 720, "3000k", "3210k"),
+			rung("480p", 854, 480, "1200k", "1284k"),
+			rung("360p", 640, 360, "800k", "856k"),
+		},
+		Audio: LadderAudio{Bitrate: "128k", SampleRate: 48000, Channels: 2},
 	}
 }
 
@@ -275,6 +343,26 @@ func (c *Config) Validate() []Problem {
 	if g := time.Duration(c.Live.EndGrace); g < 0 || g > 10*time.Minute {
 		add("live.end_grace", "%s is outside 0s..10m", g)
 	}
+	switch c.Transcode.Encoder {
+	case "libx264", "h264_nvenc", "h264_vaapi", "h264_qsv":
+	default:
+		add("transcode.encoder", "%q is not one of libx264, h264_nvenc, h264_vaapi, h264_qsv", c.Transcode.Encoder)
+	}
+	switch c.Transcode.OverCapacity {
+	case "passthrough", "refuse":
+	default:
+		add("transcode.over_capacity", "%q is not one of passthrough, refuse", c.Transcode.OverCapacity)
+	}
+	if c.Transcode.MaxLiveWorkers < 0 {
+		add("transcode.max_live_workers", "%d must be 0 (half the cores) or more", c.Transcode.MaxLiveWorkers)
+	}
+	ladders := map[string]bool{}
+	for i, l := range c.Ladders {
+		if ladders[l.Name] {
+			add(fmt.Sprintf("ladders[%d].name", i), "%q is used by another ladder", l.Name)
+		}
+		ladders[l.Name] = true
+	}
 	names := map[string]bool{}
 	keys := map[string]int{}
 	for i, ch := range c.Channels {
@@ -286,6 +374,9 @@ func (c *Config) Validate() []Problem {
 			add(k+".name", "%q is used by another channel", ch.Name)
 		}
 		names[ch.Name] = true
+		if ch.Ladder != "" && !ladders[ch.Ladder] {
+			add(k+".ladder", "%q is not the name of an entry of ladders", ch.Ladder)
+		}
 		if ch.StreamKey != "" {
 			if len(ch.StreamKey) < 8 || strings.ContainsAny(ch.StreamKey, "/?#&% \t") {
 				// The key is a secret: never echo it back.

@@ -42,6 +42,13 @@ type Listener interface {
 	OnPublish(s *Stream)
 }
 
+// Admitter is a Listener that may refuse a publication before it starts
+// (a transcoder pool that is full and configured to refuse). The error
+// goes back to ingest, which refuses the publisher with it.
+type Admitter interface {
+	Admit(channel string, tracks []*media.Track) error
+}
+
 // Reader receives a publication's units. WriteUnit is called from the
 // publisher's goroutine and must not block for long; Close is called once
 // when the publication ends.
@@ -108,6 +115,14 @@ func (h *Hub) Publish(key, protocol, remote string, tracks []*media.Track) (*Str
 	if cur := h.streams[ch.Name]; cur != nil {
 		h.mu.Unlock()
 		return nil, &BusyError{Channel: ch.Name, Protocol: cur.Protocol, Remote: cur.Remote}
+	}
+	for _, l := range h.listeners {
+		if a, ok := l.(Admitter); ok {
+			if err := a.Admit(ch.Name, tracks); err != nil {
+				h.mu.Unlock()
+				return nil, err
+			}
+		}
 	}
 	s := &Stream{
 		hub:      h,

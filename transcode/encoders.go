@@ -59,7 +59,15 @@ func EncoderByName(name, device string) (Encoder, error) {
 	case "", "libx264", "x264":
 		return X264{}, nil
 	case "h264_nvenc", "nvenc":
-		return NVENC{}, nil
+		gpu := 0
+		if device != "" {
+			n, err := strconv.Atoi(device)
+			if err != nil || n < 0 {
+				return nil, fmt.Errorf("transcode.hw_device %q: h264_nvenc takes a GPU index (0, 1, ...)", device)
+			}
+			gpu = n
+		}
+		return NVENC{GPU: gpu}, nil
 	case "h264_vaapi", "vaapi":
 		return VAAPI{Device: device}, nil
 	case "h264_qsv", "qsv":

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +25,7 @@ import (
 	"github.com/streamd/streamd/origin"
 	"github.com/streamd/streamd/packager"
 	"github.com/streamd/streamd/store/fsstore"
+	"github.com/streamd/streamd/transcode"
 	"github.com/streamd/streamd/web"
 )
 
@@ -48,6 +50,7 @@ type Main struct {
 	Registry *prometheus.Registry
 
 	packager *packager.Packager
+	pool     *transcode.Pool
 	rtmp     *rtmp.Server
 	rtsp     *rtsp.Server
 	http     *http.Server
@@ -70,6 +73,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 	}()
 	cfg := m.Config
+	if ps := checkTranscode(cfg); len(ps) > 0 {
+		return &configs.Error{Source: "config", Problems: ps}
+	}
+	ladderSet, _ := ladders(cfg)
+	encoder, _ := transcode.EncoderByName(cfg.Transcode.Encoder, cfg.Transcode.HWDevice)
 
 	keys := auth.KeyStore{Dir: cfg.DataDir}
 	var generated []string
@@ -107,7 +115,27 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		EndGrace:         time.Duration(cfg.Live.EndGrace),
 		Prefix:           "live",
 	}, objs, m.Log, m.Registry)
-	m.Hub.AddListener(m.packager)
+	channelLadder := map[string]string{}
+	for _, c := range cfg.Channels {
+		channelLadder[c.Name] = c.Ladder
+	}
+	ffmpeg, _ := transcode.FindFFmpeg(cfg.Transcode.FFmpegPath) // required (and checked) only for ladders
+	m.pool = transcode.NewPool(transcode.PoolConfig{
+		FFmpegPath:         ffmpeg,
+		Encoder:            encoder,
+		Ladders:            ladderSet,
+		ChannelLadder:      channelLadder,
+		MaxWorkers:         maxLiveWorkers(cfg.Transcode.MaxLiveWorkers),
+		RefuseOverCapacity: cfg.Transcode.OverCapacity == "refuse",
+		SegmentDuration:    seg,
+		Sinks:              packagerSinks{m.packager},
+		Source:             m.packager,
+		Log:                m.Log,
+		Registerer:         m.Registry,
+	})
+	// The pool is the hub's one listener: it packages the source
+	// rendition itself (through the packager) or starts a ladder.
+	m.Hub.AddListener(m.pool)
 
 	// HTTP first: an operator's health checks should answer as soon as
 	// anything can publish.
@@ -117,6 +145,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	mux.Handle("/healthz", origin.Health())
 	mux.Handle("/readyz", origin.Ready(objs, 0, m.Log))
 	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	mux.Handle("GET /api/transcode", jsonHandler(func() any { return m.pool.Status() }))
 	mux.Handle("/", web.New(m.Hub, m.Log))
 
 	m.httpLn, err = net.Listen("tcp", cfg.HTTP.Addr)
@@ -154,6 +183,15 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		"objects", objs.Root(), "channels", len(m.Channels))
 	m.printBanner(generated, fresh, keys)
 	return nil
+}
+
+// jsonHandler serves a value as JSON, never cached.
+func jsonHandler(v func() any) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		_ = json.NewEncoder(w).Encode(v())
+	})
 }
 
 // refuseDotSegments answers 400 to any request path with "." or ".."
@@ -240,6 +278,9 @@ func (m *Main) Close() error {
 	}
 	if m.rtsp != nil {
 		m.rtsp.Close()
+	}
+	if m.pool != nil {
+		m.pool.Close() // ffmpeg process groups gone before the playlists end
 	}
 	if m.packager != nil {
 		m.packager.Close()

@@ -125,7 +125,12 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: streamd config check FILE")
 		return 2
 	}
-	_, err := configs.Load(args[0], nil)
+	cfg, err := configs.Load(args[0], nil)
+	if err == nil {
+		if ps := checkTranscode(cfg); len(ps) > 0 {
+			err = &configs.Error{Source: args[0], Problems: ps}
+		}
+	}
 	var ce *configs.Error
 	switch {
 	case errors.As(err, &ce):
