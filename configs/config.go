@@ -21,12 +21,12 @@ func DefaultFile() []byte { return append([]byte(nil), defaultFile...) }
 
 // Config is the whole configuration. Field tags name the YAML keys.
 type Config struct {
-	Log      Log       `yaml:"log"`
-	DataDir  string    `yaml:"data_dir"`
-	HTTP     HTTP      `yaml:"http"`
-	RTMP     RTMP      `yaml:"rtmp"`
-	RTSP     RTSP      `yaml:"rtsp"`
-	Storage  Storage   `yaml:"storage"`
+	Log       Log       `yaml:"log"`
+	DataDir   string    `yaml:"data_dir"`
+	HTTP      HTTP      `yaml:"http"`
+	RTMP      RTMP      `yaml:"rtmp"`
+	RTSP      RTSP      `yaml:"rtsp"`
+	Storage   Storage   `yaml:"storage"`
 	Live      Live      `yaml:"live"`
 	Transcode Transcode `yaml:"transcode"`
 	Ladders   []Ladder  `yaml:"ladders"`

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -53,11 +54,18 @@ type pageState struct {
 	MainLive bool     `json:"mainLive"` // "main" is listed as live, with a badge
 	Time     float64  `json:"time"`
 	Ready    int      `json:"ready"`
+	Height   int      `json:"height"` // video.videoHeight: the rendition on screen
 	Error    string   `json:"error"`  // visible text of the page's error box
 	Status   string   `json:"status"` // the status line
 	URL      string   `json:"url"`    // the play URL box
 	VideoErr string   `json:"videoErr"`
 	XSS      bool     `json:"xss"` // the hostile channel name ran as markup
+
+	Quality        bool     `json:"quality"`        // the quality control is shown
+	QualityLabel   string   `json:"qualityLabel"`   // its label's text
+	QualityOptions []string `json:"qualityOptions"` // text of each option
+	QualityChosen  string   `json:"qualityChosen"`  // text of the selected option
+	QualityNote    bool     `json:"qualityNote"`    // the native-playback note is shown
 }
 
 const stateJS = `(() => {
@@ -65,40 +73,60 @@ const stateJS = `(() => {
   const err = document.getElementById('error');
   const items = [...document.querySelectorAll('#channels li')];
   const main = items.find(li => li.dataset.name === 'main');
+  const q = document.getElementById('quality');
+  const qlabel = document.querySelector('label[for="quality"]');
   return {
     mse: !!(window.MediaSource && MediaSource.isTypeSupported('video/mp4; codecs="avc1.64001f, mp4a.40.2"')),
     channels: items.map(li => li.className + ': ' + li.textContent),
     mainLive: !!main && main.classList.contains('live') && !!main.querySelector('.badge'),
     time: v.currentTime,
     ready: v.readyState,
+    height: v.videoHeight,
     error: err.hidden ? '' : err.textContent,
     status: document.getElementById('status').textContent,
     url: document.getElementById('playurl').value,
     videoErr: v.error ? (v.error.code + ' ' + v.error.message) : '',
     xss: window.__xss === 1 || !!document.querySelector('#channels img'),
+    quality: !!q.offsetParent,
+    qualityLabel: qlabel ? qlabel.textContent : '',
+    qualityOptions: [...q.options].map(o => o.textContent),
+    qualityChosen: q.selectedIndex >= 0 ? q.options[q.selectedIndex].textContent : '',
+    qualityNote: !!document.getElementById('qualitynote').offsetParent,
   };
 })()`
 
-// TestBrowserPlaysLive runs the whole delivery path in a real browser:
-// ffmpeg writes a live fMP4 HLS into the object store, the origin serves
-// it, the page lists the hub's channels and hls.js plays the live one.
-func TestBrowserPlaysLive(t *testing.T) {
+// browserEnv is one run of the whole delivery path: ffmpeg writes a live
+// fMP4 HLS into the object store, the origin serves it, and a browser tab
+// has the page open.
+type browserEnv struct {
+	tab  context.Context // the browser tab; done when the budget runs out
+	url  string          // the test server's
+	logs *lockedBuffer
+}
+
+// startBrowser sets up a browserEnv within budget. Channel "main" is
+// live; ffmpeg reads testdata/h264_aac_720p.mp4 in a loop, in real time
+// (-re) like a publisher would, and output gives the rest of its
+// arguments for the channel's folder in the store. Everything is torn
+// down by t.Cleanup, the browser first and ffmpeg before the folders go.
+func startBrowser(t *testing.T, budget time.Duration, output func(dir string) []string) *browserEnv {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("browser test skipped in -short mode")
 	}
 	chromium := testenv.Chromium(t)
 	ffmpeg := testenv.FFmpeg(t)
 
-	var logs lockedBuffer
-	log := slog.New(slog.NewTextHandler(&logs, nil))
+	logs := &lockedBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("server, ffmpeg and browser output:\n%s", logs.String())
 		}
 	})
 
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
-	defer cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), budget)
+	t.Cleanup(cancel)
 
 	hub := live.NewHub(log, []live.Channel{
 		{Name: "main", StreamKey: "main-key"},
@@ -113,7 +141,7 @@ func TestBrowserPlaysLive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close(nil)
+	t.Cleanup(func() { st.Close(nil) })
 
 	root := t.TempDir()
 	objs, err := fsstore.New(root)
@@ -124,34 +152,27 @@ func TestBrowserPlaysLive(t *testing.T) {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	// A live, looping fMP4 HLS, written in real time (-re) like the
-	// packager would. temp_file makes ffmpeg rename playlists into place,
-	// so the origin never serves half a playlist.
-	ff := exec.CommandContext(ctx, ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error",
-		"-re", "-stream_loop", "-1", "-i", testenv.Testdata("h264_aac_720p.mp4"),
-		"-c", "copy", "-f", "hls", "-hls_time", "2", "-hls_segment_type", "fmp4",
-		"-hls_list_size", "6", "-hls_flags", "delete_segments+temp_file+independent_segments",
-		"-hls_fmp4_init_filename", "init.mp4",
-		"-hls_segment_filename", filepath.Join(out, "seg_%05d.m4s"),
-		filepath.Join(out, "index.m3u8"))
-	ff.Stdout, ff.Stderr = &logs, &logs
+	args := append([]string{"-hide_banner", "-nostdin", "-loglevel", "error",
+		"-re", "-stream_loop", "-1", "-i", testenv.Testdata("h264_aac_720p.mp4")}, output(out)...)
+	ff := exec.CommandContext(ctx, ffmpeg, args...)
+	ff.Stdout, ff.Stderr = logs, logs
 	ff.WaitDelay = 2 * time.Second
 	if err := ff.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
+	t.Cleanup(func() {
 		cancel()
 		ff.Wait()
-	}()
+	})
 
 	mux := http.NewServeMux()
 	mux.Handle("/live/", origin.New(origin.Config{PlaylistMaxAge: time.Second}, objs, log))
 	mux.Handle("/", web.New(hub, log))
 	srv := httptest.NewServer(mux)
-	defer srv.Close()
+	t.Cleanup(srv.Close)
 
-	actx, acancel := chromedp.NewExecAllocator(ctx, testenv.ChromiumOptions(t, chromium, chromedp.CombinedOutput(&logs))...)
-	defer acancel()
+	actx, acancel := chromedp.NewExecAllocator(ctx, testenv.ChromiumOptions(t, chromium, chromedp.CombinedOutput(logs))...)
+	t.Cleanup(acancel)
 	// Console output, exceptions and browser log entries (CSP violations,
 	// failed loads) go to the failure report. The listener must return
 	// fast and must not call the browser, so it only formats and writes.
@@ -162,55 +183,94 @@ func TestBrowserPlaysLive(t *testing.T) {
 			for _, a := range ev.Args {
 				args = append(args, string(a.Value)+a.Description)
 			}
-			fmt.Fprintf(&logs, "console.%s: %s\n", ev.Type, strings.Join(args, " "))
+			fmt.Fprintf(logs, "console.%s: %s\n", ev.Type, strings.Join(args, " "))
 		case *runtime.EventExceptionThrown:
 			d := ev.ExceptionDetails
 			desc := ""
 			if d.Exception != nil {
 				desc = d.Exception.Description
 			}
-			fmt.Fprintf(&logs, "exception: %s %s (%s:%d)\n", d.Text, desc, d.URL, d.LineNumber)
+			fmt.Fprintf(logs, "exception: %s %s (%s:%d)\n", d.Text, desc, d.URL, d.LineNumber)
 		case *cdplog.EventEntryAdded:
-			fmt.Fprintf(&logs, "browser %s %s: %s %s\n", ev.Entry.Level, ev.Entry.Source, ev.Entry.Text, ev.Entry.URL)
+			fmt.Fprintf(logs, "browser %s %s: %s %s\n", ev.Entry.Level, ev.Entry.Source, ev.Entry.Text, ev.Entry.URL)
 		}
 	}))
-	defer bcancel()
+	t.Cleanup(bcancel)
 	if err := chromedp.Do(bctx, chromedp.Navigate(srv.URL+"/")); err != nil {
 		t.Fatalf("open page: %v", err)
 	}
+	return &browserEnv{tab: bctx, url: srv.URL, logs: logs}
+}
 
-	// Poll the page until the video plays or something fails. The first
-	// time the video is ready sets the baseline: playback must then move
-	// on by at least half a second, so a stalled first frame (or a
-	// player that joined at a late position and froze) does not pass.
-	var st0 pageState
-	first := -1.0
+// waitFor polls the page every 250 ms until done accepts its state, and
+// returns that state. It fails the test if the page shows an error or ran
+// a channel name as markup, or if done has not accepted a state within
+// the given time (or the test's budget).
+func (e *browserEnv) waitFor(t *testing.T, within time.Duration, what string, done func(pageState) bool) pageState {
+	t.Helper()
+	deadline := time.After(within)
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
+	var last pageState
 	for {
-		s, err := chromedp.Run(bctx, chromedp.Evaluate[pageState](stateJS))
+		s, err := chromedp.Run(e.tab, chromedp.Evaluate[pageState](stateJS))
 		if err != nil {
-			t.Fatalf("read page state: %v (last state %+v)", err, st0)
+			t.Fatalf("%s: read page state: %v (last state %+v)", what, err, last)
 		}
-		st0 = s
+		last = s
 		if s.XSS {
 			t.Fatalf("a channel name was inserted as markup: %+v", s)
 		}
 		if s.Error != "" {
-			t.Fatalf("page shows an error: %q (MSE H.264/AAC supported: %v, video error %q, state %+v)", s.Error, s.MSE, s.VideoErr, s)
+			t.Fatalf("%s: page shows an error: %q (MSE H.264/AAC supported: %v, video error %q, state %+v)", what, s.Error, s.MSE, s.VideoErr, s)
 		}
-		if s.MainLive && s.Ready >= 2 && first < 0 {
-			first = s.Time
-		}
-		if s.MainLive && s.Ready >= 2 && s.Time >= 1.5 && s.Time-first >= 0.5 {
-			break
+		if done(s) {
+			return s
 		}
 		select {
-		case <-ctx.Done():
-			t.Fatalf("video did not play within the budget: MSE H.264/AAC supported: %v; last state %+v", s.MSE, s)
+		case <-e.tab.Done():
+			t.Fatalf("%s: not within the test's budget: MSE H.264/AAC supported: %v; last state %+v", what, s.MSE, s)
+		case <-deadline:
+			t.Fatalf("%s: not within %v: MSE H.264/AAC supported: %v; last state %+v", what, within, s.MSE, s)
 		case <-tick.C:
 		}
 	}
+}
+
+// waitPlaying waits until "main" plays: the first poll that finds the
+// video ready sets the baseline, and playback must then move on by at
+// least half a second, so a stalled first frame (or a player that joined
+// at a late position and froze) does not pass. extra must hold as well.
+func (e *browserEnv) waitPlaying(t *testing.T, within time.Duration, what string, extra func(pageState) bool) pageState {
+	t.Helper()
+	first := -1.0
+	return e.waitFor(t, within, what, func(s pageState) bool {
+		if !s.MainLive || s.Ready < 2 {
+			return false
+		}
+		if first < 0 {
+			first = s.Time
+		}
+		return s.Time >= 1.5 && s.Time-first >= 0.5 && (extra == nil || extra(s))
+	})
+}
+
+// TestBrowserPlaysLive runs the whole delivery path in a real browser:
+// ffmpeg writes a live fMP4 HLS into the object store, the origin serves
+// it, the page lists the hub's channels and hls.js plays the live one.
+func TestBrowserPlaysLive(t *testing.T) {
+	e := startBrowser(t, 40*time.Second, func(out string) []string {
+		// temp_file makes ffmpeg rename playlists into place, so the
+		// origin never serves half a playlist.
+		return []string{
+			"-c", "copy", "-f", "hls", "-hls_time", "2", "-hls_segment_type", "fmp4",
+			"-hls_list_size", "6", "-hls_flags", "delete_segments+temp_file+independent_segments",
+			"-hls_fmp4_init_filename", "init.mp4",
+			"-hls_segment_filename", filepath.Join(out, "seg_%05d.m4s"),
+			filepath.Join(out, "index.m3u8"),
+		}
+	})
+	st0 := e.waitPlaying(t, time.Minute, "video plays", nil)
 	t.Logf("playing: currentTime %.2f s, readyState %d, MSE H.264/AAC %v, status %q, list %q", st0.Time, st0.Ready, st0.MSE, st0.Status, st0.Channels)
 	if want := "Playing “main”"; st0.Status != want {
 		t.Errorf("status line %q, want %q", st0.Status, want)
@@ -222,7 +282,106 @@ func TestBrowserPlaysLive(t *testing.T) {
 		st0.Channels[1] != `offline: <img src=x onerror="window.__xss=1">offline` {
 		t.Errorf("channel list %q", st0.Channels)
 	}
-	if want := srv.URL + "/live/main/index.m3u8"; st0.URL != want {
+	if want := e.url + "/live/main/index.m3u8"; st0.URL != want {
 		t.Errorf("play URL %q, want %q", st0.URL, want)
 	}
+	// One rendition: nothing to choose, and hls.js (not native HLS) plays.
+	if st0.Quality || st0.QualityNote {
+		t.Errorf("single rendition: quality control shown %v (options %q), native note shown %v", st0.Quality, st0.QualityOptions, st0.QualityNote)
+	}
+}
+
+// chooseJS picks the quality option whose text starts with %q, as a
+// viewer would: set the value, then fire "change".
+const chooseJS = `((prefix) => {
+  const q = document.getElementById('quality');
+  const o = [...q.options].find(o => o.textContent.startsWith(prefix));
+  if (!o) return false;
+  q.value = o.value;
+  q.dispatchEvent(new Event('change', {bubbles: true}));
+  return true;
+})(%q)`
+
+func (e *browserEnv) choose(t *testing.T, prefix string) {
+	t.Helper()
+	ok, err := chromedp.Run(e.tab, chromedp.Evaluate[bool](fmt.Sprintf(chooseJS, prefix)))
+	if err != nil || !ok {
+		t.Fatalf("choose quality %q: %v (found %v)", prefix, err, ok)
+	}
+}
+
+var autoPlaying = regexp.MustCompile(`^Auto \((360|240)p\)$`)
+
+// TestBrowserQuality plays a live channel with two renditions (an ABR
+// ladder of 360p and 240p, as ffmpeg writes it with a master playlist)
+// and drives the quality control: it lists Auto and both levels, a chosen
+// level ends up on screen, and Auto hands the choice back to hls.js.
+func TestBrowserQuality(t *testing.T) {
+	e := startBrowser(t, 45*time.Second, func(out string) []string {
+		// Two renditions from one decode, muxed video+audio each, under
+		// live/main/360p/ and live/main/240p/, with the master playlist
+		// at live/main/index.m3u8. Same GOP on both (2 s at 30 fps, no
+		// scene-cut keyframes) so their segments line up for switching.
+		// ffmpeg 5.1 appends the variant's number to the init name
+		// (init_0.mp4, init_1.mp4).
+		return []string{
+			"-filter_complex", "[0:v]split=2[a][b];[a]scale=-2:360[v0];[b]scale=-2:240[v1]",
+			"-map", "[v0]", "-map", "0:a", "-map", "[v1]", "-map", "0:a",
+			"-c:v", "libx264", "-preset", "ultrafast", "-g", "60", "-keyint_min", "60", "-sc_threshold", "0",
+			"-b:v:0", "600k", "-b:v:1", "300k", "-c:a", "aac", "-b:a", "64k",
+			"-f", "hls", "-hls_time", "2", "-hls_segment_type", "fmp4",
+			"-hls_list_size", "6", "-hls_flags", "delete_segments+temp_file+independent_segments",
+			"-master_pl_name", "index.m3u8",
+			"-var_stream_map", "v:0,a:0,name:360p v:1,a:1,name:240p",
+			"-hls_fmp4_init_filename", "init.mp4",
+			"-hls_segment_filename", filepath.Join(out, "%v", "seg_%05d.m4s"),
+			filepath.Join(out, "%v", "index.m3u8"),
+		}
+	})
+
+	// Plays, with the control listing Auto and both levels, highest first.
+	s := e.waitPlaying(t, 25*time.Second, "video plays with a quality control", func(s pageState) bool {
+		return s.Quality && len(s.QualityOptions) == 3
+	})
+	t.Logf("playing: currentTime %.2f s, %dp, quality options %q", s.Time, s.Height, s.QualityOptions)
+	if s.QualityLabel != "Quality" || s.QualityNote {
+		t.Errorf("quality label %q, native note shown %v", s.QualityLabel, s.QualityNote)
+	}
+	if !strings.HasPrefix(s.QualityOptions[0], "Auto") || s.QualityChosen != s.QualityOptions[0] ||
+		!strings.HasPrefix(s.QualityOptions[1], "360p · ") || !strings.HasSuffix(s.QualityOptions[1], "b/s") ||
+		!strings.HasPrefix(s.QualityOptions[2], "240p · ") || !strings.HasSuffix(s.QualityOptions[2], "b/s") {
+		t.Errorf("quality options %q (chosen %q), want Auto, 360p · …b/s, 240p · …b/s", s.QualityOptions, s.QualityChosen)
+	}
+	// On Auto the control names the level on screen.
+	s = e.waitFor(t, 5*time.Second, "Auto shows the playing level", func(s pageState) bool {
+		return len(s.QualityOptions) > 0 && autoPlaying.MatchString(s.QualityOptions[0])
+	})
+	if want := fmt.Sprintf("Auto (%dp)", s.Height); s.Height != 0 && s.QualityOptions[0] != want {
+		t.Logf("Auto label %q while the video is %dp (a switch in flight?)", s.QualityOptions[0], s.Height)
+	}
+
+	// 240p: hls.js switches, and the video keeps playing at 240 lines.
+	e.choose(t, "240p")
+	at := -1.0
+	s = e.waitFor(t, 15*time.Second, "switch to 240p", func(s pageState) bool {
+		if s.Height == 240 && at < 0 {
+			at = s.Time
+		}
+		return s.Height == 240 && at >= 0 && s.Time-at >= 0.5
+	})
+	if !strings.HasPrefix(s.QualityChosen, "240p") || s.QualityOptions[0] != "Auto" {
+		t.Errorf("after choosing 240p: chosen %q, options %q", s.QualityChosen, s.QualityOptions)
+	}
+	t.Logf("switched: currentTime %.2f s, %dp", s.Time, s.Height)
+
+	// Auto again: the control says so and names the level on screen, and
+	// hls.js takes over. Over loopback its bandwidth estimate is far above
+	// both levels, so it goes back up to 360p (in well under a second
+	// here); staying at 240p would mean the choice did not go back to it.
+	e.choose(t, "Auto")
+	at = s.Time
+	s = e.waitFor(t, 15*time.Second, "back to Auto, at 360p", func(s pageState) bool {
+		return s.QualityChosen == "Auto (360p)" && s.Height == 360 && s.Time-at >= 1
+	})
+	t.Logf("auto: currentTime %.2f s, %dp, chosen %q", s.Time, s.Height, s.QualityChosen)
 }

@@ -47,7 +47,8 @@ func TestIndex(t *testing.T) {
 		t.Errorf("CSP %q", csp)
 	}
 	body := rec.Body.String()
-	for _, want := range []string{"<h1>streamd</h1>", "<video id=\"video\" controls muted autoplay playsinline>", `src="static/hls.min.js"`, `src="static/app.js"`, `href="static/style.css"`} {
+	for _, want := range []string{"<h1>streamd</h1>", "<video id=\"video\" controls muted autoplay playsinline>", `src="static/hls.min.js"`, `src="static/app.js"`, `href="static/style.css"`,
+		`<label for="quality">Quality</label>`, `<select id="quality">`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("index lacks %q", want)
 		}
@@ -69,6 +70,7 @@ func TestStatic(t *testing.T) {
 	h := New(fakeChannels{}, slog.New(slog.DiscardHandler))
 	for _, tc := range []struct{ path, ct, contains string }{
 		{"/static/app.js", "text/javascript; charset=utf-8", "api/channels"},
+		{"/static/app.js", "text/javascript; charset=utf-8", "hls.nextLevel = "},
 		{"/static/style.css", "text/css; charset=utf-8", ".badge"},
 		{"/static/hls.min.js", "text/javascript; charset=utf-8", "isSupported"},
 		{"/static/hls.js.LICENSE.txt", "text/plain; charset=utf-8", "Apache License"},

@@ -68,4 +68,3 @@ type packagerSinks struct{ p *packager.Packager }
 func (s packagerSinks) NewSink(channel, rendition string) transcode.Sink {
 	return s.p.Rendition(channel, rendition)
 }
-

@@ -24,6 +24,9 @@
   var urlBox = $('urlbox');
   var urlInput = $('playurl');
   var copiedEl = $('copied');
+  var qualityBox = $('qualitybox');
+  var qualitySel = $('quality');
+  var qualityNote = $('qualitynote');
 
   var current = null;       // channel being played: {name, url}
   var hls = null;           // hls.js instance, when hls.js plays
@@ -32,6 +35,7 @@
   var manifestRetries = 0;
   var retryTimer = 0;
   var offlineStop = false;  // current stopped because its channel went offline
+  var playingLevel = -1;    // index in hls.levels of the level on screen
 
   function setText(el, text) {
     el.textContent = text || '';
@@ -120,6 +124,8 @@
 
   function stop() {
     clearTimeout(retryTimer);
+    hideQuality();
+    qualityNote.hidden = true;
     if (hls) {
       hls.destroy();
       hls = null;
@@ -164,16 +170,100 @@
       hls = new window.Hls();
       hls.on(window.Hls.Events.ERROR, onHlsError);
       hls.on(window.Hls.Events.MANIFEST_PARSED, tryPlay);
+      hls.on(window.Hls.Events.MANIFEST_PARSED, buildQuality);
+      // hls.js drops levels that keep failing; the indices change then.
+      hls.on(window.Hls.Events.LEVELS_UPDATED, function () {
+        if (hls) playingLevel = hls.currentLevel;
+        buildQuality();
+      });
+      hls.on(window.Hls.Events.LEVEL_SWITCHED, onLevelSwitched);
       hls.loadSource(current.url);
       hls.attachMedia(video);
     } else if (video.canPlayType(HLS_TYPE)) {
-      // Safari (and iOS) play HLS natively.
+      // Safari (and iOS) play HLS natively. The element picks the
+      // rendition itself and offers no way to choose one, so there is no
+      // quality control, only a note saying so.
+      qualityNote.hidden = false;
       video.src = current.url;
       tryPlay();
     } else {
       showError('This browser can play neither HLS nor Media Source Extensions.');
     }
   }
+
+  // Quality control (hls.js only). The option values are indices into
+  // hls.levels, which hls.js keeps sorted by bitrate, lowest first; the
+  // list shows them highest first, after "Auto" (-1).
+  function rate(bps) {
+    return bps >= 1e6 ? (bps / 1e6).toFixed(1) + ' Mb/s' : Math.round(bps / 1e3) + ' kb/s';
+  }
+  function shortLabel(l, i) {
+    return l.height ? l.height + 'p' : (l.name || 'Level ' + (i + 1));
+  }
+  function levelLabel(l, i) {
+    var s = shortLabel(l, i);
+    return l.bitrate ? s + ' · ' + rate(l.bitrate) : s;
+  }
+
+  // "Auto (480p)" while hls.js chooses, with the level on screen; plain
+  // "Auto" while the viewer has chosen a level, or before the first one
+  // plays.
+  function autoText() {
+    var l = hls && hls.autoLevelEnabled && hls.levels ? hls.levels[playingLevel] : null;
+    return l ? 'Auto (' + shortLabel(l, playingLevel) + ')' : 'Auto';
+  }
+  function showPlayingLevel() {
+    if (qualitySel.options.length) qualitySel.options[0].textContent = autoText();
+  }
+
+  function hideQuality() {
+    qualityBox.hidden = true;
+    qualitySel.replaceChildren();
+    playingLevel = -1;
+  }
+
+  function buildQuality() {
+    var levels = (hls && hls.levels) || [];
+    if (levels.length < 2) {
+      // Nothing to choose from.
+      qualityBox.hidden = true;
+      qualitySel.replaceChildren();
+      return;
+    }
+    var order = levels.map(function (l, i) { return i; }).sort(function (a, b) {
+      return (levels[b].height || 0) - (levels[a].height || 0) ||
+        (levels[b].bitrate || 0) - (levels[a].bitrate || 0);
+    });
+    var auto = node('option', null, autoText());
+    auto.value = '-1';
+    var opts = [auto].concat(order.map(function (i) {
+      var o = node('option', null, levelLabel(levels[i], i));
+      o.value = String(i);
+      return o;
+    }));
+    qualitySel.replaceChildren.apply(qualitySel, opts);
+    var chosen = hls.autoLevelEnabled ? -1 : hls.manualLevel;
+    qualitySel.value = chosen >= 0 && chosen < levels.length ? String(chosen) : '-1';
+    qualityBox.hidden = false;
+  }
+
+  function onLevelSwitched(event, data) {
+    playingLevel = data.level;
+    showPlayingLevel();
+  }
+
+  qualitySel.addEventListener('change', function () {
+    if (!hls) return;
+    var level = parseInt(qualitySel.value, 10);
+    // nextLevel, not currentLevel: currentLevel flushes the whole buffer,
+    // so the picture stalls until a fragment of the new level arrives;
+    // nextLevel keeps playing what is buffered up to the next fragment
+    // boundary and switches there, a segment or two later (a few seconds
+    // on a live stream, whose buffer is short anyway) without a stall.
+    // -1 hands the choice back to hls.js's bandwidth estimator (Auto).
+    hls.nextLevel = level >= 0 && level < hls.levels.length ? level : -1;
+    showPlayingLevel();
+  });
 
   function describe(data) {
     var parts = [data.type, data.details].filter(Boolean).join(' / ');
