@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -348,14 +349,18 @@ func (c *channel) writeEndlist() {
 // window's worth is kept so players holding an older playlist do not 404.
 func (c *channel) expire() {
 	w := &c.w
+	// One batched Delete per call (S3 takes up to 1,000 keys a request).
+	var keys []string
 	for len(w.retired) > c.p.cfg.PlaylistSegments {
 		old := w.retired[0]
 		w.retired[0] = playlistSegment{}
 		w.retired = w.retired[1:]
-		keys := []string{c.srcPrefix + old.URI}
-		if c.initUnused(old.MapURI) {
+		keys = append(keys, c.srcPrefix+old.URI)
+		if c.initUnused(old.MapURI) && !slices.Contains(keys, c.srcPrefix+old.MapURI) {
 			keys = append(keys, c.srcPrefix+old.MapURI)
 		}
+	}
+	if len(keys) > 0 {
 		_ = c.retry("delete", keys[0], func(ctx context.Context) error { return c.p.objs.Delete(ctx, keys...) })
 	}
 	if cap(w.retired) > 4*c.p.cfg.PlaylistSegments+4 {
@@ -429,32 +434,44 @@ func (c *channel) put(key string, data []byte) error {
 	})
 }
 
-// Store retries: a few attempts with doubling back-off, so a short
-// hiccup costs a late segment instead of a lost one, while a dead store
-// cannot hold the writer (and so the queue) for long.
+// Store retries. While the channel runs, a write is retried until the
+// store takes it, with back-off doubling up to storeMaxBackoff: an object
+// store that is down for a while (MinIO restarting) costs late segments,
+// not lost ones — they wait in the bounded queue, and the playlist moves
+// on without a hole once the store is back. When the queue overflows, the
+// oldest waiting segments are dropped (enqueueLocked), so memory stays
+// bounded. While shutting down, a write gets storeAttempts tries at most.
 const (
-	storeAttempts  = 4
-	storeBackoff   = 100 * time.Millisecond
-	storeOpTimeout = 10 * time.Second
+	storeAttempts   = 4
+	storeBackoff    = 100 * time.Millisecond
+	storeMaxBackoff = 2 * time.Second
+	storeOpTimeout  = 10 * time.Second
 )
 
 func (c *channel) retry(op, key string, f func(context.Context) error) error {
 	var err error
 	backoff := storeBackoff
-	for attempt := 1; attempt <= storeAttempts; attempt++ {
+	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), storeOpTimeout)
 		err = f(ctx)
 		cancel()
 		if err == nil {
 			if attempt > 1 {
-				c.log.Warn("store "+op+" succeeded after retries", "key", key, "attempts", attempt)
+				c.log.Warn("store "+op+" succeeded after retries: the store is back", "key", key, "attempts", attempt)
 			}
 			return nil
 		}
-		if attempt < storeAttempts {
-			time.Sleep(backoff)
-			backoff *= 2
+		c.mu.Lock()
+		stopping := c.stopping
+		c.mu.Unlock()
+		if (stopping || op != "put") && attempt >= storeAttempts {
+			break
 		}
+		if attempt == storeAttempts {
+			c.log.Error("store "+op+" keeps failing: segments wait in memory until it answers", "key", key, "error", err)
+		}
+		time.Sleep(backoff)
+		backoff = min(2*backoff, storeMaxBackoff)
 	}
 	c.log.Error("store "+op+" failed", "key", key, "attempts", storeAttempts, "error", err)
 	c.mu.Lock()

@@ -361,9 +361,10 @@ func (f *flakyStore) Put(ctx context.Context, key string, r io.Reader, size int6
 func TestStoreFailureLeavesSegmentOut(t *testing.T) {
 	c := demux(t, "h264_aac_720p.mp4")
 	e := newEnv(t, Config{}, func(e *env) {
-		// Every retry of the second segment fails; the one after it is
-		// stored under the same media sequence number.
-		e.objs = &flakyStore{Objects: e.store, failSuffix: "-1.m4s", failures: storeAttempts}
+		// The second segment can never be stored: the writer retries it
+		// until Close, then gives up; the one after it is stored under
+		// the same media sequence number.
+		e.objs = &flakyStore{Objects: e.store, failSuffix: "-1.m4s", failures: 1 << 30}
 	})
 	e.publish(c)
 	e.p.Close()
@@ -382,6 +383,35 @@ func TestStoreFailureLeavesSegmentOut(t *testing.T) {
 	}
 	if st, _ := e.p.Stats(testChannel); st.Errors != 1 || st.SegmentsWritten != 2 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestStoreOutageLeavesNoHole: the store refuses every write for a while
+// (MinIO down); segments wait and are all stored, in order, without a
+// discontinuity, once it answers again.
+func TestStoreOutageLeavesNoHole(t *testing.T) {
+	c := demux(t, "h264_aac_720p.mp4")
+	fs := &flakyStore{failSuffix: "", failures: 7} // ~ 5 s of refusals with back-off
+	e := newEnv(t, Config{}, func(e *env) {
+		fs.Objects = e.store
+		e.objs = fs
+	})
+	e.publish(c)
+	waitFor(t, "ENDLIST after the outage", 30*time.Second, func() bool {
+		st, _ := e.p.Stats(testChannel)
+		return st.Ended
+	})
+	m, raw := e.media()
+	if len(m.Segments) != 3 {
+		t.Fatalf("want all 3 segments:\n%s", raw)
+	}
+	for _, s := range m.Segments {
+		if s.Discontinuity {
+			t.Fatalf("outage left a discontinuity:\n%s", raw)
+		}
+	}
+	if st, _ := e.p.Stats(testChannel); st.Errors != 0 {
+		t.Errorf("an outage that ended is not an error: %+v", st)
 	}
 }
 
