@@ -24,7 +24,7 @@ import (
 	"github.com/streamd/streamd/live"
 	"github.com/streamd/streamd/origin"
 	"github.com/streamd/streamd/packager"
-	"github.com/streamd/streamd/store/fsstore"
+	"github.com/streamd/streamd/store"
 	"github.com/streamd/streamd/transcode"
 	"github.com/streamd/streamd/web"
 )
@@ -48,7 +48,12 @@ type Main struct {
 
 	Hub      *live.Hub
 	Registry *prometheus.Registry
+	// Backends opened by Run.
+	Objects  store.Objects
+	Meta     store.Meta
+	Sessions store.Sessions
 
+	backends *backends
 	packager *packager.Packager
 	pool     *transcode.Pool
 	rtmp     *rtmp.Server
@@ -99,10 +104,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		m.Channels = append(m.Channels, ch)
 	}
 
-	objs, err := fsstore.New(cfg.Storage.Objects.Path)
+	m.backends, err = openBackends(ctx, cfg, m.Log)
 	if err != nil {
 		return err
 	}
+	objs := m.backends.objects
+	m.Objects, m.Meta, m.Sessions = objs, m.backends.meta, m.backends.sessions
 
 	m.Registry = prometheus.NewRegistry()
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -180,7 +187,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 
 	m.Log.Info("streamd started", "http", m.HTTPAddr.String(), "rtmp", addrString(m.RTMPAddr), "rtsp", addrString(m.RTSPAddr),
-		"objects", objs.Root(), "channels", len(m.Channels))
+		"objects", m.backends.where, "meta", cfg.Storage.Meta.Driver, "sessions", cfg.Storage.Sessions.Driver,
+		"channels", len(m.Channels))
 	m.printBanner(generated, fresh, keys)
 	return nil
 }
@@ -296,6 +304,10 @@ func (m *Main) Close() error {
 		m.http = nil
 	} else if m.httpLn != nil {
 		m.httpLn.Close()
+	}
+	if m.backends != nil {
+		m.backends.Close()
+		m.backends = nil
 	}
 	return err
 }

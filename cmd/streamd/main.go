@@ -8,10 +8,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/streamd/streamd/configs"
 )
@@ -26,6 +29,7 @@ Usage:
   streamd config check FILE         validate a config file; print every problem with key and line
   streamd config print [--config FILE] [--show-secrets]
                                     print the effective config (defaults, file, STREAMD_* env)
+  streamd migrate [--config FILE]   bring the metadata database's schema up to date
   streamd version                   print the version
 
 Every config key can be set by environment: STREAMD_ + key path in upper snake case
@@ -56,10 +60,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		switch args[1] {
 		case "check":
-			return cmdConfigCheck(args[2:], stdout, stderr)
+			return cmdConfigCheck(ctx, args[2:], stdout, stderr)
 		case "print":
 			return cmdConfigPrint(args[2:], stdout, stderr)
 		}
+	case "migrate":
+		return cmdMigrate(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "streamd", versionString())
 		return 0
@@ -96,9 +102,10 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 1
 	}
 	log := newLogger(stderr, cfg.Log)
+	redis.SetLogger(redisLog{log})
 	m := &Main{Config: cfg, Log: log, Banner: stdout, BannerShowsKeys: isTerminal(stdout)}
 	if err := m.Run(ctx); err != nil {
-		log.Error("cannot start", "err", err.Error())
+		// One plain line, the last thing printed: what an operator reads.
 		fmt.Fprintln(stderr, "streamd: cannot start:", err)
 		return 1
 	}
@@ -120,11 +127,12 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-func cmdConfigCheck(args []string, stdout, stderr io.Writer) int {
+func cmdConfigCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) != 1 {
 		fmt.Fprintln(stderr, "usage: streamd config check FILE")
 		return 2
 	}
+	redis.SetLogger(redisLog{slog.New(slog.DiscardHandler)}) // config check prints its own lines
 	cfg, err := configs.Load(args[0], nil)
 	if err == nil {
 		if ps := checkTranscode(cfg); len(ps) > 0 {
@@ -143,7 +151,35 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "streamd:", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "%s: ok\n", args[0])
+	fmt.Fprintf(stdout, "%s: ok\nbackends:\n", args[0])
+	if !checkBackends(ctx, cfg, stdout) {
+		fmt.Fprintf(stderr, "%s: a backend cannot be reached\n", args[0])
+		return 1
+	}
+	return 0
+}
+
+func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "config file (default: the embedded default config)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := configs.Load(*path, nil)
+	if err != nil {
+		fmt.Fprintln(stderr, "streamd:", err)
+		return 1
+	}
+	// Opening migrates (an advisory lock on PostgreSQL makes concurrent
+	// starts migrate once).
+	db, err := openMeta(ctx, cfg.Storage.Meta, slog.New(slog.DiscardHandler))
+	if err != nil {
+		fmt.Fprintln(stderr, "streamd: migrate:", err)
+		return 1
+	}
+	db.Close()
+	fmt.Fprintf(stdout, "%s database %s: schema up to date\n", cfg.Storage.Meta.Driver, configs.RedactURL(cfg.Storage.Meta.URL))
 	return 0
 }
 
