@@ -85,6 +85,9 @@ type Log struct {
 type HTTP struct {
 	Addr           string   `yaml:"addr"`
 	AllowedOrigins []string `yaml:"allowed_origins"`
+	// CacheMB is the origin's in-memory hot cache for segments and
+	// playlists, in MiB; 0 turns it off.
+	CacheMB int `yaml:"cache_mb"`
 }
 
 type RTMP struct {
@@ -153,7 +156,7 @@ func Defaults() Config {
 	return Config{
 		Log:     Log{Level: "info", Format: "text"},
 		DataDir: "./data",
-		HTTP:    HTTP{Addr: ":8080", AllowedOrigins: []string{"*"}},
+		HTTP:    HTTP{Addr: ":8080", AllowedOrigins: []string{"*"}, CacheMB: 256},
 		RTMP:    RTMP{Addr: ":1935"},
 		RTSP:    RTSP{Addr: ":8554", UDPRTPAddr: ":8000", UDPRTCPAddr: ":8001"},
 		Storage: Storage{
@@ -273,6 +276,9 @@ func (c *Config) Validate() []Problem {
 		}
 	}
 	checkAddr("http.addr", c.HTTP.Addr, true)
+	if c.HTTP.CacheMB < 0 {
+		add("http.cache_mb", "%d must be 0 (no cache) or more", c.HTTP.CacheMB)
+	}
 	checkAddr("rtmp.addr", c.RTMP.Addr, false)
 	checkAddr("rtsp.addr", c.RTSP.Addr, false)
 	checkAddr("rtsp.udp_rtp_addr", c.RTSP.UDPRTPAddr, false)

@@ -147,7 +147,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	// HTTP first: an operator's health checks should answer as soon as
 	// anything can publish.
 	mux := http.NewServeMux()
-	og := origin.New(origin.Config{AllowedOrigins: cfg.HTTP.AllowedOrigins, PlaylistMaxAge: seg / 2}, objs, m.Log)
+	cacheBytes := int64(cfg.HTTP.CacheMB) << 20
+	if cacheBytes == 0 {
+		cacheBytes = -1 // origin.Config: negative disables
+	}
+	og := origin.New(origin.Config{AllowedOrigins: cfg.HTTP.AllowedOrigins, PlaylistMaxAge: seg / 2, CacheBytes: cacheBytes}, objs, m.Log)
 	mux.Handle("/live/", og)
 	mux.Handle("/healthz", origin.Health())
 	mux.Handle("/readyz", origin.Ready(objs, 0, m.Log))
