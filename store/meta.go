@@ -1,12 +1,14 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -161,6 +163,8 @@ type Meta interface {
 	GetContent(ctx context.Context, id string) (Content, error)
 	SetEncodingStatus(ctx context.Context, id string, s EncodingStatus) error
 
+	Users
+
 	// Ping checks that the backend answers (for /readyz).
 	Ping(ctx context.Context) error
 	Close() error
@@ -194,4 +198,101 @@ func NewID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
 	return hex.EncodeToString(b[:])
+}
+
+// UserUpdate changes a user's editable fields; nil leaves one as is.
+type UserUpdate struct {
+	Email        *string
+	Username     *string
+	PasswordHash *string
+	Role         *Role
+	Tier         *Tier
+	Preferences  *json.RawMessage // a JSON object
+}
+
+// Limits of the indexed user columns, the same as CreateUser's: a B-tree
+// entry must fit in a page (PostgreSQL refuses index rows over ~8 kB).
+const (
+	maxUserEmail = 320 // RFC 5321's 64 + 1 + 255
+	maxUserName  = 256
+)
+
+// Validate is what both SQL backends check before UpdateUser writes, so
+// that they refuse the same values with the same errors (ErrInvalid).
+func (u UserUpdate) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("user update: "+format+": %w", append(args, ErrInvalid)...)
+	}
+	for _, f := range []struct {
+		name  string
+		v     *string
+		limit int
+	}{{"email", u.Email, maxUserEmail}, {"username", u.Username, maxUserName}, {"password hash", u.PasswordHash, 0}} {
+		switch {
+		case f.v == nil:
+		case f.limit > 0 && *f.v == "":
+			return bad("%s is empty", f.name)
+		case f.limit > 0 && len(*f.v) > f.limit:
+			return bad("%s: %d bytes, at most %d", f.name, len(*f.v), f.limit)
+		case !ValidText(*f.v):
+			return bad("%s: not valid UTF-8 or contains NUL", f.name)
+		}
+	}
+	if u.Role != nil && !u.Role.Valid() {
+		return bad("role %q (want admin, publisher or viewer)", *u.Role)
+	}
+	if u.Tier != nil && !u.Tier.Valid() {
+		return bad("tier %q (want free, premium or family)", *u.Tier)
+	}
+	if u.Preferences != nil {
+		p := bytes.TrimSpace(*u.Preferences)
+		if !json.Valid(p) || len(p) == 0 || p[0] != '{' {
+			return bad("preferences are not a JSON object")
+		}
+		if !ValidText(string(p)) {
+			return bad("preferences: not valid UTF-8 or contains NUL")
+		}
+	}
+	return nil
+}
+
+// MFA is a user's TOTP second factor.
+type MFA struct {
+	// Secret is the TOTP shared secret (base32). It has to be readable to
+	// check codes, so it is stored as given: whoever can read the database
+	// can compute codes (the password hash still stands in their way).
+	Secret string
+	// ConfirmedAt is when the user proved to hold the secret; zero while
+	// enrollment is pending (MFA is then not required at login).
+	ConfirmedAt time.Time
+	// RecoveryCodes are the hashes of the single-use recovery codes left.
+	// Codes are random and long, so a fast unsalted hash is enough.
+	RecoveryCodes []string
+	CreatedAt     time.Time // set by SetMFA
+}
+
+// Users is the part of Meta that manages accounts beyond creating and
+// finding them: profile changes, the admin listing and MFA state.
+type Users interface {
+	// UpdateUser changes the user's fields and returns the user as now
+	// stored. Email or username taken: ErrConflict.
+	UpdateUser(ctx context.Context, id string, u UserUpdate) (User, error)
+	// ListUsers returns at most limit users (1..1000; 0 means 100) whose id
+	// is greater than after, sorted by id: keyset paging, stable while
+	// users are added.
+	ListUsers(ctx context.Context, after string, limit int) ([]User, error)
+
+	// SetMFA replaces the user's MFA state (secret, confirmation and the
+	// full set of recovery code hashes).
+	SetMFA(ctx context.Context, userID string, m MFA) error
+	// GetMFA returns the user's MFA state; ErrNotFound when none.
+	GetMFA(ctx context.Context, userID string) (MFA, error)
+	// ConfirmMFA sets ConfirmedAt; ErrNotFound when no MFA is enrolled.
+	ConfirmMFA(ctx context.Context, userID string, at time.Time) error
+	// UseRecoveryCode removes one recovery code hash, atomically: of two
+	// concurrent uses of one code, one succeeds and the other gets
+	// ErrNotFound (as does an unknown code).
+	UseRecoveryCode(ctx context.Context, userID, codeHash string) error
+	// DeleteMFA removes the user's MFA state (missing is not an error).
+	DeleteMFA(ctx context.Context, userID string) error
 }

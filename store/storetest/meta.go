@@ -218,6 +218,8 @@ func TestMeta(t *testing.T, open func(t *testing.T) store.Meta) {
 		mustIs(t, m.RecordLogin(ctx, "nobody", at), store.ErrNotFound, "record login of nobody")
 	})
 
+	testUsers(t, open)
+
 	t.Run("Content", func(t *testing.T) {
 		m := open(t)
 		c, err := m.CreateContent(ctx, store.Content{Title: "Film", Genre: "drama"})

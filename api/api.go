@@ -1,0 +1,247 @@
+// Package api is streamd's JSON REST API under /api: accounts, sessions,
+// MFA and user administration. It speaks HTTP and JSON only; who may do
+// what is decided by auth, and error codes become statuses in one place
+// (errors.go).
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/streamd/streamd/auth"
+	"github.com/streamd/streamd/store"
+)
+
+// Auth is what the API needs of auth.Service.
+type Auth interface {
+	Register(ctx context.Context, email, username, password string) (store.User, error)
+	Login(ctx context.Context, login, password string) (auth.LoginResult, error)
+	VerifyMFA(ctx context.Context, mfaToken, code string) (auth.TokenPair, error)
+	Refresh(ctx context.Context, refreshToken string) (auth.TokenPair, error)
+	Authenticate(ctx context.Context, accessToken string) (auth.Principal, error)
+	Logout(ctx context.Context, p auth.Principal) error
+	LogoutAll(ctx context.Context, userID string) error
+
+	EnrollMFA(ctx context.Context, userID string) (auth.Enrollment, error)
+	ConfirmMFA(ctx context.Context, userID, code string) ([]string, error)
+	DisableMFA(ctx context.Context, userID, code string) error
+}
+
+// Users is what the API needs to read and change accounts.
+type Users interface {
+	GetUser(ctx context.Context, id string) (store.User, error)
+	UpdateProfile(ctx context.Context, id string, p auth.ProfileUpdate) (store.User, error)
+	ListUsers(ctx context.Context, after string, limit int) ([]store.User, error)
+	SetRole(ctx context.Context, id string, role store.Role) (store.User, error)
+}
+
+// Limiter counts hits per key in fixed windows (auth.RateLimiter).
+type Limiter interface {
+	Allow(ctx context.Context, key string, limit int, window time.Duration) (ok bool, retryAfter time.Duration, err error)
+}
+
+// Limits are per client IP; a zero field takes its default, a negative
+// one turns that limit off.
+type Limits struct {
+	// Auth is for /api/auth/ (login, register, refresh, MFA): default 20
+	// a minute, which no person reaches and which slows guessing.
+	Auth int
+	// API is for everything else: default 600 a minute.
+	API    int
+	Window time.Duration // default 1 min
+}
+
+// Deps are what New needs. Auth, Users and Limiter are required
+// (*auth.Service is both Auth and Users).
+type Deps struct {
+	Auth    Auth
+	Users   Users
+	Limiter Limiter
+	Limits  Limits
+	Logger  *slog.Logger
+	// ClientIP returns the address rate limits count by (default: the
+	// connection's remote address). Behind a reverse proxy, set it to read
+	// the proxy's header — only then, since clients can forge headers.
+	ClientIP func(*http.Request) string
+}
+
+// API is the /api handler.
+type API struct {
+	d   Deps
+	log *slog.Logger
+	mux *http.ServeMux
+}
+
+// route is one endpoint; the list is also what the OpenAPI test checks
+// the document against.
+type route struct {
+	method, path string
+	h            func(a *API, w http.ResponseWriter, r *http.Request)
+	// who may call it: "" anyone, "user" any logged-in user, "admin".
+	who string
+}
+
+var routes = []route{
+	{"GET", "/api/openapi.json", (*API).openAPI, ""},
+	{"POST", "/api/auth/register", (*API).register, ""},
+	{"POST", "/api/auth/login", (*API).login, ""},
+	{"POST", "/api/auth/refresh", (*API).refresh, ""},
+	{"POST", "/api/auth/logout", (*API).logout, "user"},
+	{"POST", "/api/auth/logout-all", (*API).logoutAll, "user"},
+	{"POST", "/api/auth/mfa/enroll", (*API).mfaEnroll, "user"},
+	{"POST", "/api/auth/mfa/confirm", (*API).mfaConfirm, "user"},
+	{"POST", "/api/auth/mfa/disable", (*API).mfaDisable, "user"},
+	{"POST", "/api/auth/mfa/verify", (*API).mfaVerify, ""},
+	{"GET", "/api/users/me", (*API).getMe, "user"},
+	{"PUT", "/api/users/me", (*API).putMe, "user"},
+	{"GET", "/api/users", (*API).listUsers, "admin"},
+	{"GET", "/api/users/{id}", (*API).getUser, "admin"},
+	{"PUT", "/api/users/{id}/role", (*API).putRole, "admin"},
+}
+
+// New returns the handler for /api/... (mount it at "/api/").
+func New(d Deps) http.Handler {
+	if d.Logger == nil {
+		d.Logger = logDiscard
+	}
+	if d.ClientIP == nil {
+		d.ClientIP = remoteIP
+	}
+	if d.Limits.Auth == 0 {
+		d.Limits.Auth = 20
+	}
+	if d.Limits.API == 0 {
+		d.Limits.API = 600
+	}
+	if d.Limits.Window <= 0 {
+		d.Limits.Window = time.Minute
+	}
+	a := &API{d: d, log: d.Logger.With("component", "api"), mux: http.NewServeMux()}
+	known := map[string][]string{}
+	for _, rt := range routes {
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { rt.h(a, w, r) })
+		switch rt.who {
+		case "user":
+			h = a.authenticated(h, false)
+		case "admin":
+			h = a.authenticated(h, true)
+		}
+		a.mux.Handle(rt.method+" "+rt.path, h)
+		known[rt.path] = append(known[rt.path], rt.method)
+	}
+	// Everything else under /api/ gets the JSON error shape, not
+	// ServeMux's plain-text 404/405: a second mux of the paths alone tells
+	// a wrong method (405) from a wrong path (404).
+	paths := http.NewServeMux()
+	for path, methods := range known {
+		paths.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", joinComma(methods))
+			a.writeError(w, r, apiError(codeMethodNotAllowed, "method not allowed here"))
+		})
+	}
+	a.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := paths.Handler(r); pattern != "" {
+			paths.ServeHTTP(w, r)
+			return
+		}
+		a.writeError(w, r, apiError(auth.CodeNotFound, "no such endpoint"))
+	})
+	return a
+}
+
+func joinComma(s []string) string {
+	out := ""
+	for i, v := range s {
+		if i > 0 {
+			out += ", "
+		}
+		out += v
+	}
+	return out
+}
+
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// ServeHTTP applies the per-IP limit, then routes.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	limit, bucket := a.d.Limits.API, "api"
+	if len(r.URL.Path) >= len("/api/auth/") && r.URL.Path[:len("/api/auth/")] == "/api/auth/" {
+		limit, bucket = a.d.Limits.Auth, "auth"
+	}
+	if limit > 0 {
+		ok, retry, err := a.d.Limiter.Allow(r.Context(), bucket+":ip:"+a.d.ClientIP(r), limit, a.d.Limits.Window)
+		if err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		if !ok {
+			a.writeError(w, r, &auth.Error{Code: auth.CodeRateLimited, Message: "too many requests; slow down", RetryAfter: retry})
+			return
+		}
+	}
+	a.mux.ServeHTTP(w, r)
+}
+
+type principalKey struct{}
+
+func principal(r *http.Request) auth.Principal {
+	p, _ := r.Context().Value(principalKey{}).(auth.Principal)
+	return p
+}
+
+// authenticated requires a valid access token (and the admin role when
+// admin is set) before h runs.
+func (a *API) authenticated(h http.HandlerFunc, admin bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := bearerToken(r.Header.Get("Authorization"))
+		if !ok {
+			a.writeError(w, r, apiError(auth.CodeUnauthenticated, "missing or malformed Authorization: Bearer header"))
+			return
+		}
+		p, err := a.d.Auth.Authenticate(r.Context(), tok)
+		if err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		if admin && p.Role != store.RoleAdmin {
+			a.writeError(w, r, apiError(auth.CodePermissionDenied, "admins only"))
+			return
+		}
+		h(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+	}
+}
+
+// userJSON is a user as the API shows it: never the password hash.
+type userJSON struct {
+	ID          string          `json:"id"`
+	Email       string          `json:"email"`
+	Username    string          `json:"username"`
+	Role        store.Role      `json:"role"`
+	Tier        store.Tier      `json:"tier"`
+	Preferences json.RawMessage `json:"preferences"`
+	CreatedAt   time.Time       `json:"created_at"`
+	LastLoginAt *time.Time      `json:"last_login_at,omitempty"`
+}
+
+func toJSON(u store.User) userJSON {
+	j := userJSON{ID: u.ID, Email: u.Email, Username: u.Username, Role: u.Role, Tier: u.Tier,
+		Preferences: u.Preferences, CreatedAt: u.CreatedAt}
+	if len(j.Preferences) == 0 {
+		j.Preferences = json.RawMessage("{}")
+	}
+	if !u.LastLoginAt.IsZero() {
+		t := u.LastLoginAt
+		j.LastLoginAt = &t
+	}
+	return j
+}

@@ -1,0 +1,188 @@
+package storetest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/streamd/streamd/store"
+)
+
+// testUsers is the contract of store.Users (run by TestMeta).
+func testUsers(t *testing.T, open func(t *testing.T) store.Meta) {
+	ctx := context.Background()
+
+	t.Run("UpdateUser", func(t *testing.T) {
+		m := open(t)
+		u, err := m.CreateUser(ctx, store.User{Email: "ann@example.com", Username: "ann", PasswordHash: "h1"})
+		must(t, err, "create")
+		_, err = m.CreateUser(ctx, store.User{Email: "bob@example.com", Username: "bob"})
+		must(t, err, "create bob")
+
+		// Nothing set: nothing changes.
+		got, err := m.UpdateUser(ctx, u.ID, store.UserUpdate{})
+		must(t, err, "empty update")
+		got.Preferences = u.Preferences
+		if !reflect.DeepEqual(got, u) {
+			t.Fatalf("empty update changed the user: %+v", got)
+		}
+		large := big()
+		prefs := json.RawMessage(`{"q": ` + mustJSON(metachars) + `, "n": 1}`)
+		got, err = m.UpdateUser(ctx, u.ID, store.UserUpdate{Email: ptr("Ann2@example.com"), Username: ptr(metachars),
+			PasswordHash: ptr(large), Role: ptr(store.RoleAdmin), Tier: ptr(store.TierPremium), Preferences: &prefs})
+		must(t, err, "update")
+		if got.Email != "Ann2@example.com" || got.Username != metachars || got.PasswordHash != large ||
+			got.Role != store.RoleAdmin || got.Tier != store.TierPremium || !jsonEqual(got.Preferences, prefs) ||
+			!got.CreatedAt.Equal(u.CreatedAt) {
+			t.Fatalf("after update: %+v", got)
+		}
+		again, err := m.GetUser(ctx, u.ID)
+		must(t, err, "get")
+		if again.Username != metachars || again.PasswordHash != large || !jsonEqual(again.Preferences, prefs) {
+			t.Fatal("update not stored verbatim")
+		}
+		_, err = m.UpdateUser(ctx, u.ID, store.UserUpdate{Email: ptr("BOB@example.com")})
+		mustIs(t, err, store.ErrConflict, "email of another user")
+		_, err = m.UpdateUser(ctx, u.ID, store.UserUpdate{Username: ptr("Bob")})
+		mustIs(t, err, store.ErrConflict, "username of another user")
+		_, err = m.UpdateUser(ctx, "nobody", store.UserUpdate{Tier: ptr(store.TierFamily)})
+		mustIs(t, err, store.ErrNotFound, "update of nobody")
+		badPrefs, arr := json.RawMessage(`{"a":`), json.RawMessage(`[1]`)
+		for name, bad := range map[string]store.UserUpdate{
+			"role":           {Role: ptr(store.Role("root"))},
+			"tier":           {Tier: ptr(store.Tier("gold"))},
+			"prefs":          {Preferences: &badPrefs},
+			"prefs array":    {Preferences: &arr},
+			"empty email":    {Email: ptr("")},
+			"empty username": {Username: ptr("")},
+			"long username":  {Username: ptr(large)},
+			"NUL":            {Username: ptr("a\x00b")},
+			"not UTF-8":      {Email: ptr("\xff@x")},
+		} {
+			_, err = m.UpdateUser(ctx, u.ID, bad)
+			mustIs(t, err, store.ErrInvalid, name)
+		}
+	})
+
+	t.Run("ListUsers", func(t *testing.T) {
+		m := open(t)
+		list, err := m.ListUsers(ctx, "", 0)
+		must(t, err, "list empty")
+		if list == nil || len(list) != 0 {
+			t.Fatalf("empty list = %#v, want an empty slice", list)
+		}
+		var ids []string
+		for i := range 7 {
+			u, err := m.CreateUser(ctx, store.User{Email: fmt.Sprintf("u%d@x", i), Username: fmt.Sprintf("u%d", i)})
+			must(t, err, "create")
+			ids = append(ids, u.ID)
+		}
+		// Ids that sort differently under a linguistic collation.
+		for _, id := range []string{"B-1", "a-1", "_1"} {
+			_, err := m.CreateUser(ctx, store.User{ID: id, Email: id + "@x", Username: "n" + id})
+			must(t, err, "create "+id)
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		var seen []string
+		after := ""
+		for {
+			page, err := m.ListUsers(ctx, after, 3)
+			must(t, err, "list")
+			if len(page) > 3 {
+				t.Fatalf("page of %d, limit 3", len(page))
+			}
+			if len(page) == 0 {
+				break
+			}
+			for _, u := range page {
+				seen = append(seen, u.ID)
+			}
+			after = page[len(page)-1].ID
+		}
+		if !slices.Equal(seen, ids) {
+			t.Fatalf("paged ids = %v, want %v", seen, ids)
+		}
+		for _, bad := range []int{-1, 1001} {
+			_, err := m.ListUsers(ctx, "", bad)
+			mustIs(t, err, store.ErrInvalid, fmt.Sprint("limit ", bad))
+		}
+	})
+
+	t.Run("MFA", func(t *testing.T) {
+		m := open(t)
+		u, err := m.CreateUser(ctx, store.User{Email: "ann@example.com", Username: "ann"})
+		must(t, err, "create")
+		_, err = m.GetMFA(ctx, u.ID)
+		mustIs(t, err, store.ErrNotFound, "get before enroll")
+		mustIs(t, m.ConfirmMFA(ctx, u.ID, time.Now()), store.ErrNotFound, "confirm before enroll")
+		mustIs(t, m.SetMFA(ctx, "nobody", store.MFA{Secret: "S"}), store.ErrNotFound, "set for nobody")
+		mustIs(t, m.SetMFA(ctx, u.ID, store.MFA{}), store.ErrInvalid, "empty secret")
+
+		codes := []string{"h3", "h1", "h2"}
+		must(t, m.SetMFA(ctx, u.ID, store.MFA{Secret: "JBSWY3DPEHPK3PXP", RecoveryCodes: codes}), "set")
+		got, err := m.GetMFA(ctx, u.ID)
+		must(t, err, "get")
+		if got.Secret != "JBSWY3DPEHPK3PXP" || !got.ConfirmedAt.IsZero() || !slices.Equal(got.RecoveryCodes, []string{"h1", "h2", "h3"}) {
+			t.Fatalf("get = %+v", got)
+		}
+		recent(t, "mfa created_at", got.CreatedAt)
+		at := time.Date(2026, 3, 4, 5, 6, 7, 891234567, time.UTC)
+		must(t, m.ConfirmMFA(ctx, u.ID, at), "confirm")
+		got, _ = m.GetMFA(ctx, u.ID)
+		if !got.ConfirmedAt.Equal(at.Truncate(time.Microsecond)) {
+			t.Fatalf("confirmed at %v", got.ConfirmedAt)
+		}
+
+		// A code works once, even when raced.
+		var wins atomic.Int32
+		var wg sync.WaitGroup
+		errs := make(chan error, 8)
+		for range 8 {
+			wg.Go(func() {
+				switch err := m.UseRecoveryCode(ctx, u.ID, "h2"); {
+				case err == nil:
+					wins.Add(1)
+				case !errors.Is(err, store.ErrNotFound):
+					errs <- err
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		if wins.Load() != 1 {
+			t.Fatalf("recovery code used %d times, want 1", wins.Load())
+		}
+		mustIs(t, m.UseRecoveryCode(ctx, u.ID, "nope"), store.ErrNotFound, "unknown code")
+		got, _ = m.GetMFA(ctx, u.ID)
+		if !slices.Equal(got.RecoveryCodes, []string{"h1", "h3"}) {
+			t.Fatalf("codes left = %v", got.RecoveryCodes)
+		}
+
+		// Re-enrolling replaces everything.
+		must(t, m.SetMFA(ctx, u.ID, store.MFA{Secret: "OTHER"}), "re-enroll")
+		got, _ = m.GetMFA(ctx, u.ID)
+		if got.Secret != "OTHER" || !got.ConfirmedAt.IsZero() || len(got.RecoveryCodes) != 0 || got.RecoveryCodes == nil {
+			t.Fatalf("after re-enroll: %+v", got)
+		}
+		must(t, m.DeleteMFA(ctx, u.ID), "delete")
+		must(t, m.DeleteMFA(ctx, u.ID), "delete again")
+		_, err = m.GetMFA(ctx, u.ID)
+		mustIs(t, err, store.ErrNotFound, "get after delete")
+	})
+}
+
+func mustJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
