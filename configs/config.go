@@ -28,9 +28,28 @@ type Config struct {
 	RTSP      RTSP      `yaml:"rtsp"`
 	Storage   Storage   `yaml:"storage"`
 	Live      Live      `yaml:"live"`
+	Auth      Auth      `yaml:"auth"`
 	Transcode Transcode `yaml:"transcode"`
 	Ladders   []Ladder  `yaml:"ladders"`
 	Channels  []Channel `yaml:"channels"`
+}
+
+// Auth configures accounts and the API's tokens.
+type Auth struct {
+	// JWTKeyFile is an Ed25519 private key (PKCS #8 PEM) that signs access
+	// tokens; empty: generated once into data_dir/auth/. Every streamd
+	// process of one deployment must use the same key.
+	JWTKeyFile string   `yaml:"jwt_key_file"`
+	AccessTTL  Duration `yaml:"access_ttl"`
+	RefreshTTL Duration `yaml:"refresh_ttl"`
+	// Lockout: this many failed logins within lockout_window lock the
+	// account for lockout_duration.
+	LockoutFailures int      `yaml:"lockout_failures"`
+	LockoutWindow   Duration `yaml:"lockout_window"`
+	LockoutDuration Duration `yaml:"lockout_duration"`
+	// Requests per minute and client IP: auth endpoints, and the rest.
+	AuthRatePerMinute int `yaml:"auth_rate_per_minute"`
+	APIRatePerMinute  int `yaml:"api_rate_per_minute"`
 }
 
 // Transcode configures the ffmpeg workers.
@@ -168,6 +187,15 @@ func Defaults() Config {
 			SegmentDuration:  Duration(2 * time.Second),
 			PlaylistSegments: 6,
 			EndGrace:         Duration(5 * time.Second),
+		},
+		Auth: Auth{
+			AccessTTL:         Duration(15 * time.Minute),
+			RefreshTTL:        Duration(30 * 24 * time.Hour),
+			LockoutFailures:   5,
+			LockoutWindow:     Duration(15 * time.Minute),
+			LockoutDuration:   Duration(15 * time.Minute),
+			AuthRatePerMinute: 20,
+			APIRatePerMinute:  600,
 		},
 		Transcode: Transcode{Encoder: "libx264", OverCapacity: "passthrough"},
 		Ladders:   []Ladder{defaultLadder()},
@@ -348,6 +376,22 @@ func (c *Config) Validate() []Problem {
 	}
 	if g := time.Duration(c.Live.EndGrace); g < 0 || g > 10*time.Minute {
 		add("live.end_grace", "%s is outside 0s..10m", g)
+	}
+	a := c.Auth
+	if d := time.Duration(a.AccessTTL); d < time.Minute || d > 24*time.Hour {
+		add("auth.access_ttl", "%s is outside 1m..24h", d)
+	}
+	if d := time.Duration(a.RefreshTTL); d < time.Hour {
+		add("auth.refresh_ttl", "%s is shorter than 1h", d)
+	}
+	if a.LockoutFailures < 1 {
+		add("auth.lockout_failures", "%d must be at least 1", a.LockoutFailures)
+	}
+	if a.LockoutWindow <= 0 || a.LockoutDuration <= 0 {
+		add("auth.lockout_window", "auth.lockout_window and auth.lockout_duration must be positive")
+	}
+	if a.AuthRatePerMinute < 1 || a.APIRatePerMinute < 1 {
+		add("auth.auth_rate_per_minute", "auth.auth_rate_per_minute and auth.api_rate_per_minute must be at least 1")
 	}
 	switch c.Transcode.Encoder {
 	case "libx264", "h264_nvenc", "h264_vaapi", "h264_qsv":

@@ -157,7 +157,14 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	mux.Handle("/readyz", origin.Ready(objs, 0, m.Log))
 	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
 	mux.Handle("GET /api/transcode", jsonHandler(func() any { return m.pool.Status() }))
-	mux.Handle("/", web.New(m.Hub, m.Log))
+	svc, err := newAuthService(cfg, m.Meta, m.Sessions, m.Log)
+	if err != nil {
+		return err
+	}
+	webUI := web.New(m.Hub, m.Log)
+	mux.Handle("/api/", newAPI(cfg, svc, m.Sessions, m.Log))
+	mux.Handle("/api/channels", webUI) // the page's own endpoint
+	mux.Handle("/", webUI)
 
 	m.httpLn, err = net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {

@@ -182,7 +182,7 @@ func checkStartFails(t *testing.T, extra []string, want string) {
 		}
 		var out, errb bytes.Buffer
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		code := run(ctx, []string{"serve"}, &out, &errb)
+		code := run(ctx, []string{"serve"}, strings.NewReader(""), &out, &errb)
 		cancel()
 		lines := strings.Split(strings.TrimSpace(errb.String()), "\n")
 		last := lines[len(lines)-1]

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"net/http"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -14,7 +16,7 @@ import (
 
 func runCLI(args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
-	code := run(context.Background(), args, &out, &errb)
+	code := run(context.Background(), args, strings.NewReader(""), &out, &errb)
 	return code, out.String(), errb.String()
 }
 
@@ -117,5 +119,74 @@ func TestBusyPortIsOneClearError(t *testing.T) {
 	err := m2.Run(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "http.addr") || !strings.Contains(err.Error(), "address already in use") {
 		t.Fatalf("want a clear http.addr error, got %v", err)
+	}
+}
+
+// TestFirstAdminThenAPI: the documented way in — create the first admin
+// from the shell, start the server on the same data, log in over the API.
+func TestFirstAdminThenAPI(t *testing.T) {
+	dir := t.TempDir()
+	env := map[string]string{
+		"STREAMD_DATA_DIR": filepath.Join(dir, "data"), "STREAMD_STORAGE_OBJECTS_PATH": filepath.Join(dir, "objects"),
+		"STREAMD_STORAGE_META_URL": filepath.Join(dir, "data", "streamd.db"),
+	}
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"user", "add", "--email", "boss@example.com", "--username", "boss", "--role", "admin"},
+		strings.NewReader("correct horse battery staple\n"), &out, &errb)
+	if code != 0 || !strings.Contains(out.String(), "created user boss") {
+		t.Fatalf("user add: %d %s %s", code, out.String(), errb.String())
+	}
+	// The same email again is a clear conflict.
+	code = run(context.Background(), []string{"user", "add", "--email", "boss@example.com", "--username", "boss2"},
+		strings.NewReader("another long password\n"), &out, &errb)
+	if code != 1 {
+		t.Fatalf("duplicate user: %d %s", code, errb.String())
+	}
+
+	cfg, err := configs.Load("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.HTTP.Addr, cfg.RTMP.Addr, cfg.RTSP.Addr = "127.0.0.1:0", "", "127.0.0.1:0"
+	cfg.RTSP.UDPRTPAddr, cfg.RTSP.UDPRTCPAddr = "", ""
+	var logs bytes.Buffer
+	m := &Main{Config: cfg, Log: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	if err := m.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	base := "http://" + m.HTTPAddr.String()
+	resp, err := http.Post(base+"/api/auth/login", "application/json",
+		strings.NewReader(`{"username":"boss","password":"correct horse battery staple"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+		TokenType   string `json:"token_type"`
+	}
+	json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || tok.AccessToken == "" || tok.TokenType != "Bearer" {
+		t.Fatalf("login: %d %+v", resp.StatusCode, tok)
+	}
+	req, _ := http.NewRequest("GET", base+"/api/users", nil)
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("admin listing: %v %d", err, resp.StatusCode)
+	}
+	resp.Body.Close()
+	// The page's own endpoint still answers next to the API.
+	resp, err = http.Get(base + "/api/channels")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("/api/channels: %v %d", err, resp.StatusCode)
+	}
+	resp.Body.Close()
+	if strings.Contains(logs.String(), "correct horse") || strings.Contains(logs.String(), tok.AccessToken) {
+		t.Error("a password or token reached the log")
 	}
 }

@@ -30,6 +30,8 @@ Usage:
   streamd config print [--config FILE] [--show-secrets]
                                     print the effective config (defaults, file, STREAMD_* env)
   streamd migrate [--config FILE]   bring the metadata database's schema up to date
+  streamd user add --email E --username U [--role admin|publisher|viewer] [--config FILE]
+                                    create an account; the password is read from stdin
   streamd version                   print the version
 
 Every config key can be set by environment: STREAMD_ + key path in upper snake case
@@ -39,13 +41,13 @@ Every config key can be set by environment: STREAMD_ + key path in upper snake c
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
 
 // run executes one command line and returns the process exit code.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -66,6 +68,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	case "migrate":
 		return cmdMigrate(ctx, args[1:], stdout, stderr)
+	case "user":
+		return cmdUser(ctx, args[1:], stdin, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "streamd", versionString())
 		return 0
@@ -118,7 +122,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	return 0
 }
 
-func isTerminal(w io.Writer) bool {
+func isTerminal(w any) bool {
 	f, ok := w.(*os.File)
 	if !ok {
 		return false
