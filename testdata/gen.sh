@@ -21,6 +21,52 @@ ff -f lavfi -i "testsrc2=size=640x360:rate=30" -f lavfi -i "sine=frequency=550:s
    -t 4 -c:v libx265 -preset veryfast -pix_fmt yuv420p -b:v 300k -x265-params "keyint=60:min-keyint=60:scenecut=0:log-level=error" \
    -tag:v hvc1 -c:a libopus -b:a 64k -ac 2 -ar 48000 hevc_opus_360p.mkv
 
+# --- VOD input matrix (`streamd transcode`, vod package tests). Tiny on
+# purpose: 2-3 s, at most 320 px on the long side, so the whole matrix
+# transcodes in seconds on two cores.
+
+# Portrait phone video: coded 320x180 landscape with a display matrix that
+# turns it into a 180x320 portrait picture (stream copy: re-encoding would
+# apply and drop the rotation).
+ff -f lavfi -i "testsrc2=size=320x180:rate=30" -f lavfi -i "sine=frequency=440:sample_rate=44100" \
+   -t 2 -c:v libx264 -preset veryfast -pix_fmt yuv420p -b:v 150k -g 30 -c:a aac -b:a 32k -ac 1 vod_tmp.mp4
+ff -i vod_tmp.mp4 -c copy -metadata:s:v:0 rotate=90 vod_portrait_rotated.mp4
+rm -f vod_tmp.mp4
+
+# Variable frame rate: 30 fps with frames 3-5 of every 10 dropped and the
+# timestamps kept (r_frame_rate 30, avg_frame_rate 21).
+ff -f lavfi -i "testsrc2=size=320x180:rate=30" -f lavfi -i "sine=frequency=500:sample_rate=48000" \
+   -t 3 -vf "select='not(between(mod(n\,10)\,3\,5))'" -fps_mode vfr -c:v libx264 -preset veryfast -pix_fmt yuv420p -b:v 150k \
+   -c:a aac -b:a 32k vod_vfr.mp4
+
+# Interlaced MPEG-2 in MPEG-TS (top field first, 25i) with MP2 audio: a
+# broadcast recording.
+ff -f lavfi -i "testsrc2=size=320x240:rate=50" -f lavfi -i "sine=frequency=600:sample_rate=48000" \
+   -t 2 -vf "tinterlace=interleave_top,fieldorder=tff" -c:v mpeg2video -flags +ilme+ildct -top 1 -b:v 400k -g 12 \
+   -c:a mp2 -b:a 64k -f mpegts vod_interlaced_mpeg2.ts
+
+# Audio only (mono 44.1 kHz: normalised to stereo 48 kHz) and video only.
+ff -f lavfi -i "sine=frequency=700:sample_rate=44100" -t 2 -c:a aac -b:a 32k -ac 1 vod_audio_only.m4a
+ff -f lavfi -i "testsrc2=size=320x180:rate=25" -t 2 -c:v libx264 -preset veryfast -pix_fmt yuv420p -b:v 150k -g 50 vod_video_only.mp4
+
+# Two audio languages (English stereo, French 5.1: downmixed) and an
+# English SubRip subtitle track, in Matroska.
+printf '1\n00:00:00,300 --> 00:00:01,200\nHello\n\n2\n00:00:01,500 --> 00:00:02,500\nWorld\n' > vod_tmp.srt
+ff -f lavfi -i "testsrc2=size=320x180:rate=25" -f lavfi -i "sine=frequency=440:sample_rate=48000" \
+   -f lavfi -i "sine=frequency=880:sample_rate=48000" -i vod_tmp.srt -t 3 \
+   -map 0 -map 1 -map 2 -map 3 -c:v libx264 -preset veryfast -pix_fmt yuv420p -b:v 150k -g 50 \
+   -c:a aac -b:a 32k -filter:a:1 "aformat=channel_layouts=5.1" -c:s srt \
+   -metadata:s:a:0 language=eng -metadata:s:a:1 language=fra -metadata:s:s:0 language=eng vod_multilang_subs.mkv
+rm -f vod_tmp.srt
+
+# Broken inputs. Truncated: an MP4 written without faststart (the index,
+# moov, comes last, as cameras and ffmpeg write it) cut in half, as an
+# interrupted upload leaves it. Empty: zero bytes.
+ff -f lavfi -i "testsrc2=size=320x180:rate=25" -t 2 -c:v libx264 -preset veryfast -pix_fmt yuv420p -b:v 150k vod_tmp.mp4
+head -c $(( $(stat -c %s vod_tmp.mp4) / 2 )) vod_tmp.mp4 > vod_truncated.mp4
+rm -f vod_tmp.mp4
+: > vod_empty.mp4
+
 # Not media at all: for tests of clear errors on bad input.
 printf 'this is not a video file\n' > not_media.txt
 ls -l
