@@ -237,3 +237,52 @@ func TestKilledTranscoderRecovers(t *testing.T) {
 		}
 	}
 }
+
+// TestOverCapacity: with one live worker, a second laddered channel falls
+// back to passthrough (and says so), or is refused when configured so.
+func TestOverCapacity(t *testing.T) {
+	for _, mode := range []string{"passthrough", "refuse"} {
+		t.Run(mode, func(t *testing.T) {
+			testenv.FFmpeg(t)
+			s := startServer(t,
+				"STREAMD_LADDERS="+abrLadder,
+				"STREAMD_CHANNELS=[{name: main, stream_key: "+testKey+", ladder: abr}, {name: second, stream_key: second-key-123, ladder: abr}]",
+				"STREAMD_TRANSCODE_MAX_LIVE_WORKERS=1",
+				"STREAMD_TRANSCODE_OVER_CAPACITY="+mode,
+			)
+			publishLoop(t, "h264_aac_720p.mp4", "-f", "flv", "rtmp://"+s.rtmp+"/live/"+testKey)
+			waitFor(t, 30*time.Second, "main transcoding", func() bool {
+				_, b := s.get(t, "/api/transcode")
+				return strings.Contains(string(b), `"mode":"transcode"`)
+			})
+			second := publishLoop(t, "h264_aac_360p.mp4", "-f", "flv", "rtmp://"+s.rtmp+"/live/second-key-123")
+			if mode == "refuse" {
+				done := make(chan error, 1)
+				go func() { done <- second.Wait() }()
+				select {
+				case err := <-done:
+					if err == nil {
+						t.Fatal("second publisher accepted over capacity")
+					}
+				case <-time.After(20 * time.Second):
+					t.Fatal("second publisher still running: not refused")
+				}
+				if !strings.Contains(s.Logs(), "every live transcoder is busy") {
+					t.Error("refusal not logged")
+				}
+				return
+			}
+			waitFor(t, 30*time.Second, "second channel's source playlist", func() bool {
+				resp, _ := s.get(t, "/live/second/index.m3u8")
+				return resp.StatusCode == 200
+			})
+			_, b := s.get(t, "/api/transcode")
+			if !strings.Contains(string(b), `"channel":"second","mode":"fallback"`) || !strings.Contains(string(b), "max_live_workers") {
+				t.Errorf("/api/transcode does not explain the fallback: %s", b)
+			}
+			if mv := master(t, s, "second"); len(mv.Variants) != 1 {
+				t.Errorf("fallback channel lists %d variants", len(mv.Variants))
+			}
+		})
+	}
+}
