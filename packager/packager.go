@@ -74,6 +74,11 @@ type renditionKey struct{ channel, rendition string }
 // SourceRendition names the published stream packaged as is.
 const SourceRendition = "source"
 
+// AudioRendition names a channel's shared audio rendition: when a channel
+// has one, the master lists it as the EXT-X-MEDIA audio group every video
+// rendition plays with (the video renditions then carry no audio).
+const AudioRendition = "audio"
+
 var _ live.Listener = (*Packager)(nil)
 
 // New creates a packager writing to objs. reg may be nil (no metrics
@@ -181,7 +186,17 @@ type master struct {
 	mu       sync.Mutex
 	variants map[string]masterPlaylist // by rendition
 	written  map[string]masterPlaylist // as last stored
+	// expected are the renditions of the current publication (nil: any).
+	// The master waits until each has stored a playlist, so a player never
+	// gets a master that lacks the audio group or a rendition it will
+	// gain two seconds later — but not longer than expectWait after the
+	// first one, so one broken rendition cannot keep a channel dark.
+	expected map[string]bool
+	first    time.Time
 }
+
+// expectWait bounds how long the master waits for late renditions.
+const expectWait = 6 * time.Second
 
 func (p *Packager) master(channel string) *master {
 	p.mu.Lock()
@@ -194,10 +209,41 @@ func (p *Packager) master(channel string) *master {
 	return m
 }
 
+// Expect declares the renditions of a channel's new publication (source,
+// the ladder's rungs, audio). Variants of renditions not named are dropped
+// from the master (an earlier publication's ladder), and the master is
+// rewritten only once each named one has a playlist.
+func (p *Packager) Expect(channel string, renditions []string) {
+	m := p.master(channel)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.expected = map[string]bool{}
+	for _, r := range renditions {
+		m.expected[r] = true
+	}
+	for k := range m.variants {
+		if !m.expected[k] {
+			delete(m.variants, k)
+		}
+	}
+	m.first = time.Time{}
+}
+
 func (m *master) update(c *channel, v masterPlaylist) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.expected != nil && !m.expected[c.rendition] {
+		return // a late writer of a rendition the channel no longer has
+	}
 	m.variants[c.rendition] = v
+	if m.first.IsZero() {
+		m.first = time.Now()
+	}
+	for r := range m.expected {
+		if _, ok := m.variants[r]; !ok && time.Since(m.first) < expectWait {
+			return
+		}
+	}
 	changed := len(m.written) != len(m.variants)
 	for k, cur := range m.variants {
 		if old, ok := m.written[k]; !ok || cur.materiallyDifferent(old) {
@@ -207,16 +253,25 @@ func (m *master) update(c *channel, v masterPlaylist) {
 	if !changed {
 		return
 	}
+	var audio *masterPlaylist
+	if a, ok := m.variants[AudioRendition]; ok {
+		audio = &a
+	}
 	vs := make([]masterPlaylist, 0, len(m.variants))
 	names := make([]string, 0, len(m.variants))
 	for k := range m.variants {
-		names = append(names, k)
+		if k != AudioRendition {
+			names = append(names, k)
+		}
 	}
 	sort.Strings(names)
 	for _, k := range names {
 		vs = append(vs, m.variants[k])
 	}
-	if err := c.put(c.prefix+"index.m3u8", marshalMaster(vs)); err == nil {
+	if len(vs) == 0 {
+		return // audio alone waits for a video rendition
+	}
+	if err := c.put(c.prefix+"index.m3u8", marshalMaster(vs, audio)); err == nil {
 		m.written = maps.Clone(m.variants)
 	}
 }

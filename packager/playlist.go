@@ -112,6 +112,9 @@ func (m *mediaPlaylist) marshal() []byte {
 // masterPlaylist is one variant of the multivariant playlist: one
 // rendition's EXT-X-STREAM-INF.
 type masterPlaylist struct {
+	// AudioGroup names the EXT-X-MEDIA audio group the variant plays its
+	// sound from ("" : the audio is muxed in, or there is none).
+	AudioGroup string
 	Bandwidth        int
 	AverageBandwidth int
 	Codecs           []string
@@ -120,18 +123,39 @@ type masterPlaylist struct {
 	URI              string
 }
 
-func (m masterPlaylist) marshal() []byte { return marshalMaster([]masterPlaylist{m}) }
+func (m masterPlaylist) marshal() []byte { return marshalMaster([]masterPlaylist{m}, nil) }
+
+// audioGroup is the GROUP-ID of a channel's shared audio rendition.
+const audioGroup = "audio"
 
 // marshalMaster writes the multivariant playlist. Variants come highest
 // bandwidth first: Safari starts with the first variant listed, and a
 // broadcaster's viewers on good networks should start sharp; hls.js and
 // other adaptive players measure the first segment and step down at once
 // when the network cannot keep up. Ties keep the given order.
-func marshalMaster(vs []masterPlaylist) []byte {
+//
+// audio, when not nil, is the channel's shared audio rendition: it becomes
+// one EXT-X-MEDIA entry of group "audio", and every video variant refers
+// to it, its CODECS and BANDWIDTH counting the audio too (RFC 8216 4.3.4.2:
+// BANDWIDTH covers every rendition the variant plays at once).
+func marshalMaster(vs []masterPlaylist, audio *masterPlaylist) []byte {
 	vs = append([]masterPlaylist(nil), vs...)
+	if audio != nil {
+		for i := range vs {
+			vs[i].Bandwidth += audio.Bandwidth
+			if vs[i].AverageBandwidth > 0 {
+				vs[i].AverageBandwidth += audio.AverageBandwidth
+			}
+			vs[i].Codecs = append(append([]string(nil), vs[i].Codecs...), audio.Codecs...)
+			vs[i].AudioGroup = audioGroup
+		}
+	}
 	sort.SliceStable(vs, func(i, j int) bool { return vs[i].Bandwidth > vs[j].Bandwidth })
 	var b bytes.Buffer
 	b.WriteString("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n")
+	if audio != nil {
+		fmt.Fprintf(&b, "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=%q,NAME=\"audio\",DEFAULT=YES,AUTOSELECT=YES,URI=%q\n", audioGroup, audio.URI)
+	}
 	for _, m := range vs {
 		m.marshalVariant(&b)
 	}
@@ -151,6 +175,9 @@ func (m masterPlaylist) marshalVariant(b *bytes.Buffer) {
 	}
 	if m.FrameRate > 0 {
 		attrs = append(attrs, "FRAME-RATE="+formatFrameRate(m.FrameRate))
+	}
+	if m.AudioGroup != "" {
+		attrs = append(attrs, `AUDIO="`+m.AudioGroup+`"`)
 	}
 	b.WriteString("#EXT-X-STREAM-INF:" + strings.Join(attrs, ",") + "\n")
 	b.WriteString(m.URI + "\n")

@@ -83,3 +83,27 @@ func TestRenditionsShareOneMaster(t *testing.T) {
 		t.Errorf("source has %d segments", len(m.Segments))
 	}
 }
+
+func TestMasterWithSharedAudioGroup(t *testing.T) {
+	v := []masterPlaylist{
+		{Bandwidth: 500_000, AverageBandwidth: 400_000, Codecs: []string{"avc1.64001e"}, Width: 640, Height: 360, FrameRate: 30, URI: "360p/index.m3u8"},
+		{Bandwidth: 1_000_000, AverageBandwidth: 900_000, Codecs: []string{"avc1.64001f"}, Width: 854, Height: 480, FrameRate: 30, URI: "480p/index.m3u8"},
+	}
+	a := &masterPlaylist{Bandwidth: 130_000, AverageBandwidth: 128_000, Codecs: []string{"mp4a.40.2"}, URI: "audio/index.m3u8"}
+	got := string(marshalMaster(v, a))
+	want := `#EXTM3U
+#EXT-X-VERSION:7
+#EXT-X-INDEPENDENT-SEGMENTS
+#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="audio",NAME="audio",DEFAULT=YES,AUTOSELECT=YES,URI="audio/index.m3u8"
+#EXT-X-STREAM-INF:BANDWIDTH=1130000,AVERAGE-BANDWIDTH=1028000,CODECS="avc1.64001f,mp4a.40.2",RESOLUTION=854x480,FRAME-RATE=30.000,AUDIO="audio"
+480p/index.m3u8
+#EXT-X-STREAM-INF:BANDWIDTH=630000,AVERAGE-BANDWIDTH=528000,CODECS="avc1.64001e,mp4a.40.2",RESOLUTION=640x360,FRAME-RATE=30.000,AUDIO="audio"
+360p/index.m3u8
+`
+	if got != want {
+		t.Fatalf("got:\n%s\nwant:\n%s", got, want)
+	}
+	if _, err := playlist.Unmarshal([]byte(got)); err != nil {
+		t.Fatalf("gohlslib refuses it: %v", err)
+	}
+}

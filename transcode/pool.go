@@ -15,9 +15,57 @@ import (
 )
 
 // SinkFactory makes the output of one rendition of a channel (the
-// packager's Rendition writer).
+// packager's Rendition writer). Expect announces a publication's
+// renditions before their first unit, so the master playlist can wait
+// for all of them.
 type SinkFactory interface {
 	NewSink(channel, rendition string) Sink
+	Expect(channel string, renditions []string)
+}
+
+// Rendition names the pool gives the packager.
+const (
+	SourceRendition = "source" // the published stream, not re-encoded
+	AudioRendition  = "audio"  // the one shared AAC encode of a ladder
+)
+
+// trackSplit sends a rendition's video to video and its audio to audio
+// (nil: dropped). Laddered channels carry their sound once, in a shared
+// audio rendition, instead of muxed into every video rendition: players
+// switch video without touching the audio, and the bytes are stored once.
+// It is also a live.Reader, for the source rendition.
+type trackSplit struct{ video, audio Sink }
+
+func (t trackSplit) Start(tracks []*media.Track, restarted bool) {
+	var v, a []*media.Track
+	for _, tr := range tracks {
+		if tr.Codec.IsVideo() {
+			v = append(v, tr)
+		} else {
+			a = append(a, tr)
+		}
+	}
+	if len(v) > 0 {
+		t.video.Start(v, restarted)
+	}
+	if t.audio != nil && len(a) > 0 {
+		t.audio.Start(a, restarted)
+	}
+}
+
+func (t trackSplit) WriteUnit(u *media.Unit) {
+	if u.Track.Codec.IsVideo() {
+		t.video.WriteUnit(u)
+	} else if t.audio != nil {
+		t.audio.WriteUnit(u)
+	}
+}
+
+func (t trackSplit) Close() {
+	t.video.Close()
+	if t.audio != nil {
+		t.audio.Close()
+	}
 }
 
 // PoolConfig configures a Pool.
@@ -131,48 +179,53 @@ func (p *Pool) Admit(channel string, tracks []*media.Track) error {
 
 // OnPublish starts the channel's ladder, or passes the stream through.
 func (p *Pool) OnPublish(s *live.Stream) {
+	passthrough := func(st *ChannelStatus) {
+		p.setStatus(st)
+		p.cfg.Sinks.Expect(s.Channel, []string{SourceRendition})
+		p.cfg.Source.OnPublish(s)
+	}
 	name := p.cfg.ChannelLadder[s.Channel]
 	if name == "" {
-		p.setStatus(&ChannelStatus{Channel: s.Channel, Mode: ModePassthrough, Renditions: []string{"source"}})
-		p.cfg.Source.OnPublish(s)
+		passthrough(&ChannelStatus{Channel: s.Channel, Mode: ModePassthrough, Renditions: []string{SourceRendition}})
 		return
 	}
 	log := p.log.With("channel", s.Channel, "ladder", name)
-	fallback := func(reason string, sourceDone bool) {
+	fallback := func(reason string) {
 		log.Warn("ladder not used: passing the published stream through", "reason", reason)
-		p.setStatus(&ChannelStatus{Channel: s.Channel, Mode: ModeFallback, Reason: reason, Renditions: []string{"source"}})
-		if !sourceDone {
-			p.cfg.Source.OnPublish(s)
-		}
+		passthrough(&ChannelStatus{Channel: s.Channel, Mode: ModeFallback, Reason: reason, Renditions: []string{SourceRendition}})
 	}
 	src, err := SourceInfoFromTracks(s.Tracks)
 	if err != nil {
-		fallback("the publication has no video to transcode", false)
+		fallback("the publication has no video to transcode")
 		return
 	}
 	plan := Plan(p.cfg.Ladders[name], src)
 	enc := Encoded(plan)
 	hasSource := len(enc) < len(plan)
+	if len(enc) == 0 {
+		passthrough(&ChannelStatus{Channel: s.Channel, Mode: ModePassthrough, Renditions: []string{SourceRendition}})
+		return
+	}
+	hasAudio := false
+	for _, t := range s.Tracks {
+		hasAudio = hasAudio || !t.Codec.IsVideo()
+	}
 	var renditions []string
 	for _, r := range plan {
 		if r.Source {
-			renditions = append(renditions, "source")
+			renditions = append(renditions, SourceRendition)
 		} else {
 			renditions = append(renditions, r.Name)
 		}
 	}
-	if hasSource {
-		p.cfg.Source.OnPublish(s)
-	}
-	if len(enc) == 0 {
-		p.setStatus(&ChannelStatus{Channel: s.Channel, Mode: ModePassthrough, Renditions: renditions})
-		return
+	if hasAudio {
+		renditions = append(renditions, AudioRendition)
 	}
 
 	p.mu.Lock()
 	if p.closed || p.active >= p.cfg.MaxWorkers {
 		p.mu.Unlock()
-		fallback(fmt.Sprintf("every live transcoder is busy (transcode.max_live_workers = %d)", p.cfg.MaxWorkers), hasSource)
+		fallback(fmt.Sprintf("every live transcoder is busy (transcode.max_live_workers = %d)", p.cfg.MaxWorkers))
 		return
 	}
 	p.active++
@@ -181,7 +234,11 @@ func (p *Pool) OnPublish(s *live.Stream) {
 
 	sinks := make([]Sink, len(enc))
 	for i, r := range enc {
-		sinks[i] = p.cfg.Sinks.NewSink(s.Channel, r.Name)
+		split := trackSplit{video: p.cfg.Sinks.NewSink(s.Channel, r.Name)}
+		if hasAudio && i == 0 {
+			split.audio = p.cfg.Sinks.NewSink(s.Channel, AudioRendition)
+		}
+		sinks[i] = split
 	}
 	st := &ChannelStatus{Channel: s.Channel, Mode: ModeTranscode, Renditions: renditions}
 	var w *LiveWorker
@@ -223,12 +280,16 @@ func (p *Pool) OnPublish(s *live.Stream) {
 	})
 	if err != nil {
 		p.release()
-		for _, sk := range sinks {
-			sk.Close()
-		}
 		log.Error("cannot start the live transcoder", "err", err.Error())
-		fallback(err.Error(), hasSource)
+		fallback(err.Error())
 		return
+	}
+	p.cfg.Sinks.Expect(s.Channel, renditions)
+	if hasSource {
+		// The published video as is; its sound comes from the audio rendition.
+		src := trackSplit{video: p.cfg.Sinks.NewSink(s.Channel, SourceRendition)}
+		src.Start(s.Tracks, false)
+		s.AddReader(src)
 	}
 	p.mu.Lock()
 	p.workers[w] = struct{}{}

@@ -154,6 +154,9 @@ func TestLiveLadderOverRTMP(t *testing.T) {
 		if d, frames := ffprobeDecode(t, f); frames == 0 || math.Abs(d-6) > 0.3 {
 			t.Errorf("%s: %d frames, %.2f s", name, frames, d)
 		}
+		if out, _ := exec.Command(testenv.FFprobe(t), "-v", "error", "-show_entries", "stream=codec_type", "-of", "csv", f).CombinedOutput(); strings.Contains(string(out), "audio") {
+			t.Errorf("%s carries audio; it belongs in the shared audio rendition", name)
+		}
 	}
 	// Segment boundaries are identical across renditions. At the very end
 	// the encoder may emit one extra frame after the last boundary (a
@@ -173,6 +176,35 @@ func TestLiveLadderOverRTMP(t *testing.T) {
 		}
 	}
 	mv := master(t, s, "main")
+	// One shared audio rendition: an EXT-X-MEDIA entry every variant uses.
+	if len(mv.Renditions) != 1 || mv.Renditions[0].URI == nil || *mv.Renditions[0].URI != "audio/index.m3u8" {
+		t.Fatalf("want one audio rendition in the master, got %+v", mv.Renditions)
+	}
+	for _, v := range mv.Variants {
+		if v.Audio != "audio" {
+			t.Errorf("variant %s does not use the audio group", v.URI)
+		}
+	}
+	ap := mediaPlaylist(t, s, "/live/main/audio/index.m3u8")
+	var audio []byte
+	_, initA := s.get(t, path.Join("/live/main/audio", ap.Map.URI))
+	audio = append(audio, initA...)
+	var audioDur time.Duration
+	for _, seg := range ap.Segments {
+		_, b := s.get(t, path.Join("/live/main/audio", seg.URI))
+		audio = append(audio, b...)
+		audioDur += seg.Duration
+	}
+	af := filepath.Join(t.TempDir(), "audio.mp4")
+	os.WriteFile(af, audio, 0o644)
+	out, err := exec.Command(testenv.FFprobe(t), "-v", "error", "-show_entries", "stream=codec_type,codec_name,sample_rate,channels", "-of", "compact", af).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "codec_name=aac") || !strings.Contains(string(out), "sample_rate=48000") ||
+		!strings.Contains(string(out), "channels=2") || strings.Contains(string(out), "codec_type=video") {
+		t.Errorf("audio rendition: %v %s", err, out)
+	}
+	if math.Abs(audioDur.Seconds()-6) > 0.3 {
+		t.Errorf("audio rendition lasts %s", audioDur)
+	}
 	var got []string
 	for _, v := range mv.Variants {
 		got = append(got, v.URI+"@"+v.Resolution)

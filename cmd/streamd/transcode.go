@@ -68,3 +68,5 @@ type packagerSinks struct{ p *packager.Packager }
 func (s packagerSinks) NewSink(channel, rendition string) transcode.Sink {
 	return s.p.Rendition(channel, rendition)
 }
+
+func (s packagerSinks) Expect(channel string, renditions []string) { s.p.Expect(channel, renditions) }
