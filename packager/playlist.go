@@ -114,7 +114,7 @@ func (m *mediaPlaylist) marshal() []byte {
 type masterPlaylist struct {
 	// AudioGroup names the EXT-X-MEDIA audio group the variant plays its
 	// sound from ("" : the audio is muxed in, or there is none).
-	AudioGroup string
+	AudioGroup       string
 	Bandwidth        int
 	AverageBandwidth int
 	Codecs           []string
