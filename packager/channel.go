@@ -206,83 +206,133 @@ func (c *channel) writer() {
 			c.mu.Unlock()
 			return
 		}
-		j := c.queue[0]
-		c.queue[0] = job{}
-		c.queue = c.queue[1:]
+		// Take the segments waiting in a row (after an object-store
+		// outage there can be many), up to uploadBatch: their objects are
+		// stored concurrently, then listed in order with one playlist write.
+		var batch []job
+		for len(c.queue) > 0 && len(batch) < uploadBatch && !c.queue[0].endlist {
+			batch = append(batch, c.queue[0])
+			c.queue[0] = job{}
+			c.queue = c.queue[1:]
+		}
 		gap := false
-		if !j.endlist {
+		if len(batch) > 0 {
 			gap, c.gap = c.gap, false
+		} else {
+			c.queue[0] = job{}
+			c.queue = c.queue[1:]
 		}
 		c.mu.Unlock()
 
-		if j.endlist {
+		if len(batch) == 0 {
 			c.writeEndlist()
 		} else {
-			c.writeSegment(j.run, j.seg, gap)
+			c.writeSegments(batch, gap)
 		}
 	}
 }
 
-func (c *channel) writeSegment(r *run, seg *Segment, gap bool) {
+// uploadBatch bounds the segment uploads in flight per rendition.
+const uploadBatch = 4
+
+// stored is a segment whose object upload finished (ok or not).
+type stored struct {
+	job
+	name string
+	err  error
+}
+
+// writeSegments stores a batch of segments — inits first, in order, then
+// the segment objects concurrently — and lists the stored ones in order,
+// writing the media playlist once: a playlist never names an object that
+// is not stored yet.
+func (c *channel) writeSegments(batch []job, gap bool) {
 	w := &c.w
 	if gap {
 		w.gap = true
 	}
-	if seg.Duration < time.Millisecond {
-		// Nothing playable (a publication that ended right after a cut);
-		// an EXTINF of 0 would make players reject the playlist.
-		c.log.Debug("skipped empty segment", "run", r.id)
-		return
-	}
-	if !r.initStored {
-		if err := c.put(c.srcPrefix+r.initURI, r.init); err != nil {
-			w.gap = true
-			return
+	var todo []*stored
+	for _, j := range batch {
+		r, seg := j.run, j.seg
+		if seg.Duration < time.Millisecond {
+			// Nothing playable (a publication that ended right after a
+			// cut); an EXTINF of 0 would make players reject the playlist.
+			c.log.Debug("skipped empty segment", "run", r.id)
+			continue
 		}
-		r.initStored = true
-		w.runs[r.id] = true
+		if !r.initStored {
+			if err := c.put(c.srcPrefix+r.initURI, r.init); err != nil {
+				todo = append(todo, &stored{job: j, err: err})
+				continue
+			}
+			r.initStored = true
+			w.runs[r.id] = true
+		}
+		// Names come from the run's own counter, which failures consume
+		// too: a Put that failed may have stored the bytes anyway.
+		todo = append(todo, &stored{job: j, name: fmt.Sprintf("%s-%d.m4s", r.id, r.names)})
+		r.names++
 	}
-	// The media sequence is only consumed once the segment is stored, so a
-	// failed Put leaves a discontinuity instead of a hole; the object name
-	// comes from the run's own counter, which failures consume too.
-	name := fmt.Sprintf("%s-%d.m4s", r.id, r.names)
-	r.names++
-	if err := c.put(c.srcPrefix+name, seg.Data); err != nil {
-		w.gap = true
+	var wg sync.WaitGroup
+	for _, st := range todo {
+		if st.err != nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st.err = c.put(c.srcPrefix+st.name, st.seg.Data)
+		}()
+	}
+	wg.Wait()
+
+	var listed []*stored
+	for _, st := range todo {
+		if st.err != nil {
+			// The media sequence is only consumed by stored segments, so
+			// a lost one leaves a discontinuity instead of a hole.
+			w.gap = true
+			continue
+		}
+		r, seg := st.run, st.seg
+		disc := w.gap || (w.lastRun != nil && w.lastRun != r)
+		w.gap = false
+		w.lastRun = r
+		evicted := w.pl.add(playlistSegment{
+			URI:      st.name,
+			MapURI:   r.initURI,
+			Duration: seg.Duration,
+			// Wall clock of the publication's first unit plus media
+			// (presentation) time; Start and Duration share one clock, so
+			// consecutive dates differ by exactly the durations listed.
+			ProgramDateTime: r.anchorWall.Add(seg.Start - r.anchorPTS),
+			Discontinuity:   disc,
+		})
+		w.retired = append(w.retired, evicted...)
+		listed = append(listed, st)
+	}
+	if len(listed) == 0 {
 		return
 	}
-	disc := w.gap || (w.lastRun != nil && w.lastRun != r)
-	w.gap = false
-	w.lastRun = r
-	evicted := w.pl.add(playlistSegment{
-		URI:      name,
-		MapURI:   r.initURI,
-		Duration: seg.Duration,
-		// Wall clock of the publication's first unit plus media
-		// (presentation) time; Start and Duration share one clock, so
-		// consecutive dates differ by exactly the durations listed.
-		ProgramDateTime: r.anchorWall.Add(seg.Start - r.anchorPTS),
-		Discontinuity:   disc,
-	})
-	w.retired = append(w.retired, evicted...)
-
 	err := c.put(c.srcPrefix+"index.m3u8", w.pl.marshal())
 	now := time.Now()
-	c.p.met.segments.WithLabelValues(c.name).Inc()
 	c.mu.Lock()
-	c.stats.SegmentsWritten++
-	c.stats.Ended = false
-	if err == nil && !seg.LastReceived.IsZero() {
-		d := now.Sub(seg.LastReceived)
-		c.stats.LastPublishDelay = d
-		c.stats.MaxPublishDelay = max(c.stats.MaxPublishDelay, d)
-		c.p.met.publishDelay.Observe(d.Seconds())
-	}
-	if err == nil && !r.firstPlaylistDone {
-		r.firstPlaylistDone = true
-		d := now.Sub(r.anchorWall)
-		c.stats.FirstPlaylistDelay = d
-		c.p.met.firstPlaylist.Observe(d.Seconds())
+	for _, st := range listed {
+		c.p.met.segments.WithLabelValues(c.name).Inc()
+		c.stats.SegmentsWritten++
+		c.stats.Ended = false
+		if err == nil && !st.seg.LastReceived.IsZero() {
+			d := now.Sub(st.seg.LastReceived)
+			c.stats.LastPublishDelay = d
+			c.stats.MaxPublishDelay = max(c.stats.MaxPublishDelay, d)
+			c.p.met.publishDelay.Observe(d.Seconds())
+		}
+		if err == nil && !st.run.firstPlaylistDone {
+			st.run.firstPlaylistDone = true
+			d := now.Sub(st.run.anchorWall)
+			c.stats.FirstPlaylistDelay = d
+			c.p.met.firstPlaylist.Observe(d.Seconds())
+		}
 	}
 	c.mu.Unlock()
 	if err == nil {
@@ -292,8 +342,9 @@ func (c *channel) writeSegment(r *run, seg *Segment, gap bool) {
 			c.cleanupEarlierRuns()
 		}
 	}
-
-	c.updateMaster(r, seg)
+	for _, st := range listed {
+		c.updateMaster(st.run, st.seg)
+	}
 	c.expire()
 }
 

@@ -513,3 +513,54 @@ func TestStalledStoreNeitherBlocksPublisherNorGrows(t *testing.T) {
 		t.Errorf("playlist after drops:\n%s", raw)
 	}
 }
+
+// concurrencyStore counts Puts of segment objects in flight, holding each
+// a little so overlaps show.
+type concurrencyStore struct {
+	store.Objects
+	mu        sync.Mutex
+	cur, peak int
+}
+
+func (c *concurrencyStore) Put(ctx context.Context, key string, r io.Reader, size int64, ct string) error {
+	if strings.HasSuffix(key, ".m4s") {
+		c.mu.Lock()
+		c.cur++
+		c.peak = max(c.peak, c.cur)
+		c.mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+		defer func() { c.mu.Lock(); c.cur--; c.mu.Unlock() }()
+	}
+	return c.Objects.Put(ctx, key, r, size, ct)
+}
+
+// TestBacklogUploadsConcurrently: segments that queued up behind a stalled
+// store are uploaded several at once (bounded), then listed in order.
+func TestBacklogUploadsConcurrently(t *testing.T) {
+	c := demux(t, "h264_aac_720p.mp4")
+	gs := &gatedStore{gate: make(chan struct{})}
+	cs := &concurrencyStore{}
+	e := newEnv(t, Config{SegmentDuration: 500 * time.Millisecond, PlaylistSegments: 50}, func(e *env) {
+		cs.Objects = e.store
+		gs.Objects = cs
+		e.objs = gs
+	})
+	e.publish(c) // the first segment's init Put holds the writer; the rest queue up
+	close(gs.gate)
+	waitFor(t, "ENDLIST", 20*time.Second, func() bool {
+		st, _ := e.p.Stats(testChannel)
+		return st.Ended
+	})
+	m, raw := e.media()
+	if len(m.Segments) < 3 {
+		t.Fatalf("segments missing:\n%s", raw)
+	}
+	for _, s := range m.Segments {
+		if s.Discontinuity {
+			t.Fatalf("unexpected discontinuity:\n%s", raw)
+		}
+	}
+	if cs.peak < 2 || cs.peak > uploadBatch {
+		t.Errorf("peak concurrent segment uploads %d, want 2..%d", cs.peak, uploadBatch)
+	}
+}
