@@ -121,6 +121,24 @@ func run(bin string, dur time.Duration, conns, threads int) error {
 		return err
 	}
 	row("live playlist", sPl, nPl, 0.8)
+	// The ceiling of Go's HTTP server here: a handler that writes the same
+	// playlist bytes from memory and nothing else.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	bare := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/vnd.apple.mpegurl")
+		w.Write(pl)
+	})}
+	go bare.Serve(ln)
+	gPl, err := wrk("http://" + ln.Addr().String() + "/" + playlistKey)
+	bare.Close()
+	if err != nil {
+		return err
+	}
+	row("  (bare Go net/http, same bytes: the ceiling)", gPl, nPl, 0)
+	fmt.Printf("  streamd's playlist path reaches %.0f %% of bare net/http\n", sPl/gPl*100)
 
 	if ep := os.Getenv("STREAMD_TEST_S3_ENDPOINT"); ep != "" {
 		access, secret := os.Getenv("STREAMD_TEST_S3_ACCESS_KEY"), os.Getenv("STREAMD_TEST_S3_SECRET_KEY")
