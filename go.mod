@@ -15,6 +15,8 @@ require (
 )
 
 require (
+	github.com/Eyevinn/dash-mpd v0.17.0 // indirect
+	github.com/barkimedes/go-deepcopy v0.0.0-20220514131651-17c30cfc62df // indirect
 	github.com/boombuler/barcode v1.0.1-0.20190219062509-6c824513bacc // indirect
 	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
 	github.com/pquerna/otp v1.5.0 // indirect

@@ -5,6 +5,8 @@ import (
 	"context"
 	"io"
 	"net"
+	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -217,5 +219,42 @@ func TestConfigCheckReportsBackends(t *testing.T) {
 	code, out, _ = runCLI("config", "check", "../../configs/production.yaml")
 	if code != 1 || !strings.Contains(out, "sessions FAILED") {
 		t.Errorf("unreachable redis not reported: %d\n%s", code, out)
+	}
+}
+
+// TestRedisOutage: with Redis unreachable, logins fail with a clear 503
+// while playback of a live channel goes on.
+func TestRedisOutage(t *testing.T) {
+	redisURL := testenv.Redis(t)
+	u, err := url.Parse(redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := newProxy(t, u.Host)
+	u.Host = px.addr()
+	s := startServer(t, "STREAMD_STORAGE_SESSIONS_DRIVER=redis", "STREAMD_STORAGE_SESSIONS_URL="+u.String())
+	publishLoop(t, "h264_aac_720p.mp4", "-f", "flv", "rtmp://"+s.rtmp+"/live/"+testKey)
+	waitFor(t, 15*time.Second, "the first playlist", func() bool {
+		resp, _ := s.get(t, "/live/main/source/index.m3u8")
+		return resp.StatusCode == 200
+	})
+	px.setDown(true)
+	resp, err := http.Post(s.url("/api/auth/login"), "application/json", strings.NewReader(`{"username":"nobody","password":"whatever-long-pw"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || !strings.Contains(string(body), `"code":"unavailable"`) {
+		t.Errorf("login during the Redis outage: %d %s", resp.StatusCode, body)
+	}
+	// Playback continues: the playlist keeps moving.
+	first := mediaPlaylist(t, s, "/live/main/source/index.m3u8")
+	waitFor(t, 10*time.Second, "a new segment during the outage", func() bool {
+		mp := mediaPlaylist(t, s, "/live/main/source/index.m3u8")
+		return len(mp.Segments)+mp.MediaSequence > len(first.Segments)+first.MediaSequence
+	})
+	if resp, _ := s.get(t, "/live/main/index.m3u8"); resp.StatusCode != 200 {
+		t.Errorf("master during the Redis outage: %d", resp.StatusCode)
 	}
 }

@@ -29,6 +29,9 @@ Usage:
   streamd config check FILE         validate a config file; print every problem with key and line
   streamd config print [--config FILE] [--show-secrets]
                                     print the effective config (defaults, file, STREAMD_* env)
+  streamd transcode INPUT --out DIR [--job FILE]
+                                    run the VOD pipeline on one file (probe, ladder, HLS+DASH, poster,
+                                    thumbnails, subtitles, QA) without a server
   streamd migrate [--config FILE]   bring the metadata database's schema up to date
   streamd user add --email E --username U [--role admin|publisher|viewer] [--config FILE]
                                     create an account; the password is read from stdin
@@ -66,6 +69,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		case "print":
 			return cmdConfigPrint(args[2:], stdout, stderr)
 		}
+	case "transcode":
+		return cmdTranscode(ctx, args[1:], stdout, stderr)
 	case "migrate":
 		return cmdMigrate(ctx, args[1:], stdout, stderr)
 	case "user":
