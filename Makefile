@@ -6,7 +6,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # Packages for the race detector; the whole module.
 PKGS    ?= ./...
 
-.PHONY: build run test test-short vet fuzz bench testdata deps clean
+.PHONY: build run test test-short vet fuzz bench bench-origin bench-abr testdata deps clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/streamd
@@ -31,10 +31,18 @@ FUZZTIME ?= 20s
 fuzz:
 	bash scripts/fuzz.sh $(FUZZTIME)
 
-## bench: the performance figures in README.md.
+## bench: the live passthrough figures in README.md; bench-origin and bench-abr the others.
 bench: build
 	bash scripts/deps.sh bench
 	$(GO) run ./bench $(ARGS)
+
+bench-origin: build
+	bash scripts/deps.sh bench
+	bash scripts/testenv.sh $(GO) run ./bench/origin $(ARGS)
+
+bench-abr: build
+	bash scripts/deps.sh bench
+	$(GO) run ./bench/abr -paced $(ARGS)
 
 ## testdata: regenerate the sample clips in testdata/.
 testdata:

@@ -153,6 +153,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	og := origin.New(origin.Config{AllowedOrigins: cfg.HTTP.AllowedOrigins, PlaylistMaxAge: seg / 2, CacheBytes: cacheBytes}, objs, m.Log)
 	mux.Handle("/live/", og)
+	mux.Handle("/vod/", og) // assets stored under vod/{asset}/ (the layout streamd transcode writes)
 	mux.Handle("/healthz", origin.Health())
 	mux.Handle("/readyz", origin.Ready(objs, 0, m.Log))
 	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
