@@ -44,6 +44,14 @@ type Config struct {
 	// Playlists stay cached for at most half of PlaylistMaxAge, so a
 	// viewer behind a CDN sees a playlist at most 1.5 max-age old.
 	CacheBytes int64
+	// Guard, when set, protects the keys it calls protected: they need a
+	// valid playback token (query parameter st=), and their HLS playlists
+	// are rewritten per viewer (see guard.go). nil: everything is public.
+	Guard Guard
+	// ClientIP returns the client address that IP-bound tokens are
+	// checked against. nil: RemoteAddrIP, the TCP peer, which behind a
+	// proxy or CDN is the proxy: pass a resolver that trusts it there.
+	ClientIP func(*http.Request) string
 }
 
 // Handler serves GET, HEAD and OPTIONS for objects in the store.
@@ -53,7 +61,8 @@ type Handler struct {
 	anyOrigin  bool
 	origins    map[string]bool
 	playlistCC string
-	cache      *hotCache // nil when disabled
+	cache      *hotCache   // nil when disabled
+	gs         *guardState // nil without a Guard
 }
 
 // Cache-Control values. Segments and init segments never change once
@@ -98,6 +107,7 @@ func New(cfg Config, objs store.Objects, log *slog.Logger) *Handler {
 	secs := max(int64(maxAge/time.Second), 0)
 	h.playlistCC = "public, max-age=" + strconv.FormatInt(secs, 10)
 	h.cache = newHotCache(objs, cfg.CacheBytes, maxAge/2)
+	h.initGuard(cfg)
 	return h
 }
 
@@ -136,6 +146,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method == http.MethodOptions {
 		h.options(w, r)
+		return
+	}
+	if h.protected(key) {
+		if err := h.serveGuarded(w, r, key); err != nil {
+			h.writeError(w, r, key, err)
+		}
 		return
 	}
 	if err := h.serveObject(w, r, key); err != nil {
