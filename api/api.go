@@ -1,5 +1,6 @@
 // Package api is streamd's JSON REST API under /api: accounts, sessions,
-// MFA and user administration. It speaks HTTP and JSON only; who may do
+// MFA, user administration, publishers' channels and stream keys, and the
+// content catalog. It speaks HTTP and JSON only; who may do
 // what is decided by auth, and error codes become statuses in one place
 // (errors.go).
 package api
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/streamd/streamd/auth"
@@ -62,7 +64,11 @@ type Deps struct {
 	Users   Users
 	Limiter Limiter
 	Limits  Limits
-	Logger  *slog.Logger
+	// Channels and Content are the metadata store (store.Meta is both).
+	// Without them their endpoints answer 503.
+	Channels ChannelStore
+	Content  ContentStore
+	Logger   *slog.Logger
 	// ClientIP returns the address rate limits count by (default: the
 	// connection's remote address). Behind a reverse proxy, set it to read
 	// the proxy's header — only then, since clients can forge headers.
@@ -81,7 +87,9 @@ type API struct {
 type route struct {
 	method, path string
 	h            func(a *API, w http.ResponseWriter, r *http.Request)
-	// who may call it: "" anyone, "user" any logged-in user, "admin".
+	// who may call it: "" anyone, "user" any logged-in user, "publisher"
+	// publishers and admins, "admin"; "optional" is anyone, with the
+	// caller's identity when a token comes along (a bad token is a 401).
 	who string
 }
 
@@ -101,6 +109,19 @@ var routes = []route{
 	{"GET", "/api/users", (*API).listUsers, "admin"},
 	{"GET", "/api/users/{id}", (*API).getUser, "admin"},
 	{"PUT", "/api/users/{id}/role", (*API).putRole, "admin"},
+
+	// A publisher's own channels (admins: all). Not under /api/channels,
+	// which is the web page's public list of live channels.
+	{"GET", "/api/publish/channels", (*API).listChannels, "publisher"},
+	{"POST", "/api/publish/channels", (*API).createChannel, "publisher"},
+	{"GET", "/api/publish/channels/{name}", (*API).getChannel, "publisher"},
+	{"PUT", "/api/publish/channels/{name}", (*API).putChannel, "publisher"},
+	{"DELETE", "/api/publish/channels/{name}", (*API).deleteChannel, "publisher"},
+	{"POST", "/api/publish/channels/{name}/rotate-key", (*API).rotateKey, "publisher"},
+
+	{"GET", "/api/content", (*API).listContent, "optional"},
+	{"POST", "/api/content", (*API).createContent, "publisher"},
+	{"GET", "/api/content/{id}", (*API).getContent, "optional"},
 }
 
 // New returns the handler for /api/... (mount it at "/api/").
@@ -126,9 +147,13 @@ func New(d Deps) http.Handler {
 		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { rt.h(a, w, r) })
 		switch rt.who {
 		case "user":
-			h = a.authenticated(h, false)
+			h = a.authenticated(h, false, nil)
+		case "publisher":
+			h = a.authenticated(h, false, []store.Role{store.RolePublisher, store.RoleAdmin})
 		case "admin":
-			h = a.authenticated(h, true)
+			h = a.authenticated(h, false, []store.Role{store.RoleAdmin})
+		case "optional":
+			h = a.authenticated(h, true, nil)
 		}
 		a.mux.Handle(rt.method+" "+rt.path, h)
 		known[rt.path] = append(known[rt.path], rt.method)
@@ -199,10 +224,16 @@ func principal(r *http.Request) auth.Principal {
 	return p
 }
 
-// authenticated requires a valid access token (and the admin role when
-// admin is set) before h runs.
-func (a *API) authenticated(h http.HandlerFunc, admin bool) http.HandlerFunc {
+// authenticated requires a valid access token (and one of roles, when
+// given) before h runs. With optional, a request without an Authorization
+// header runs h anonymously (a zero principal); one with a header must
+// carry a valid token.
+func (a *API) authenticated(h http.HandlerFunc, optional bool, roles []store.Role) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if optional && r.Header.Get("Authorization") == "" {
+			h(w, r)
+			return
+		}
 		tok, ok := bearerToken(r.Header.Get("Authorization"))
 		if !ok {
 			a.writeError(w, r, apiError(auth.CodeUnauthenticated, "missing or malformed Authorization: Bearer header"))
@@ -213,8 +244,12 @@ func (a *API) authenticated(h http.HandlerFunc, admin bool) http.HandlerFunc {
 			a.writeError(w, r, err)
 			return
 		}
-		if admin && p.Role != store.RoleAdmin {
-			a.writeError(w, r, apiError(auth.CodePermissionDenied, "admins only"))
+		if roles != nil && !slices.Contains(roles, p.Role) {
+			msg := "admins only"
+			if len(roles) > 1 {
+				msg = "publishers and admins only"
+			}
+			a.writeError(w, r, apiError(auth.CodePermissionDenied, msg))
 			return
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))

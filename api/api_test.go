@@ -58,7 +58,8 @@ type env struct {
 	key      ed25519.PrivateKey
 	logs     *syncBuffer
 	sessions store.Sessions
-	secrets  []string // passwords and tokens that must never be logged
+	meta     store.Meta
+	secrets  []string // passwords, tokens and stream keys that must never be logged
 }
 
 type backend func(t *testing.T) (store.Meta, store.Sessions)
@@ -107,9 +108,10 @@ func newEnv(t *testing.T, open backend, limits api.Limits) *env {
 	if limits == (api.Limits{}) {
 		limits = api.Limits{Auth: -1, API: -1}
 	}
-	h := api.New(api.Deps{Auth: svc, Users: svc, Limiter: auth.RateLimiter{Sessions: sessions}, Limits: limits, Logger: log})
+	h := api.New(api.Deps{Auth: svc, Users: svc, Limiter: auth.RateLimiter{Sessions: sessions}, Limits: limits,
+		Channels: meta, Content: meta, Logger: log})
 	srv := httptest.NewServer(h)
-	e := &env{t: t, url: srv.URL, svc: svc, key: key, logs: logs, sessions: sessions}
+	e := &env{t: t, url: srv.URL, svc: svc, key: key, logs: logs, sessions: sessions, meta: meta}
 	t.Cleanup(func() {
 		srv.Close()
 		out := logs.String()

@@ -50,6 +50,16 @@ type Auth struct {
 	// Requests per minute and client IP: auth endpoints, and the rest.
 	AuthRatePerMinute int `yaml:"auth_rate_per_minute"`
 	APIRatePerMinute  int `yaml:"api_rate_per_minute"`
+	// URLSigningKey (base64, 32+ bytes) signs playback URLs of protected
+	// channels; empty: generated once into data_dir/auth/. Every streamd
+	// process of a deployment must share it.
+	URLSigningKey string   `yaml:"url_signing_key"`
+	URLTokenTTL   Duration `yaml:"url_token_ttl"`
+	// URLTokenBindIP ties a playback URL to the viewer's address.
+	URLTokenBindIP bool `yaml:"url_token_bind_ip"`
+	// TierMaxHeight caps the renditions a subscription tier may play (the
+	// short side, e.g. 1080); 0: no cap.
+	TierMaxHeight map[string]int `yaml:"tier_max_height"`
 }
 
 // Transcode configures the ffmpeg workers.
@@ -167,6 +177,9 @@ type Channel struct {
 	StreamKey string `yaml:"stream_key"`
 	// Ladder names an entry of ladders; empty: the published stream only.
 	Ladder string `yaml:"ladder"`
+	// Protected channels play only through signed URLs from
+	// /api/streaming/{channel} (a logged-in viewer, within their tier).
+	Protected bool `yaml:"protected"`
 }
 
 // Defaults returns the configuration the embedded file describes. A test
@@ -196,6 +209,8 @@ func Defaults() Config {
 			LockoutDuration:   Duration(15 * time.Minute),
 			AuthRatePerMinute: 20,
 			APIRatePerMinute:  600,
+			URLTokenTTL:       Duration(6 * time.Hour),
+			TierMaxHeight:     map[string]int{"free": 1080, "premium": 0, "family": 0},
 		},
 		Transcode: Transcode{Encoder: "libx264", OverCapacity: "passthrough"},
 		Ladders:   []Ladder{defaultLadder()},
@@ -389,6 +404,17 @@ func (c *Config) Validate() []Problem {
 	}
 	if a.LockoutWindow <= 0 || a.LockoutDuration <= 0 {
 		add("auth.lockout_window", "auth.lockout_window and auth.lockout_duration must be positive")
+	}
+	if d := time.Duration(a.URLTokenTTL); d < time.Minute || d > 7*24*time.Hour {
+		add("auth.url_token_ttl", "%s is outside 1m..168h", d)
+	}
+	for tier, h := range a.TierMaxHeight {
+		if tier != "free" && tier != "premium" && tier != "family" {
+			add("auth.tier_max_height."+tier, "%q is not a tier (free, premium, family)", tier)
+		}
+		if h < 0 {
+			add("auth.tier_max_height."+tier, "%d must be 0 (no cap) or a height such as 1080", h)
+		}
 	}
 	if a.AuthRatePerMinute < 1 || a.APIRatePerMinute < 1 {
 		add("auth.auth_rate_per_minute", "auth.auth_rate_per_minute and auth.api_rate_per_minute must be at least 1")

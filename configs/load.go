@@ -133,6 +133,18 @@ func walk(n *yaml.Node, t reflect.Type, path string, lines map[string]int) []Pro
 			}
 			ps = append(ps, walk(v, f.Type, p, lines)...)
 		}
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			if n.Tag == "!!null" {
+				return nil
+			}
+			return []Problem{{Key: orRoot(path), Line: n.Line, Message: "expected a mapping"}}
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			p := join(path, n.Content[i].Value)
+			lines[p] = n.Content[i].Line
+			ps = append(ps, walk(n.Content[i+1], t.Elem(), p, lines)...)
+		}
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			if n.Tag == "!!null" {

@@ -5,6 +5,7 @@
 package live
 
 import (
+	"context"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -30,11 +31,36 @@ func (e *BusyError) Error() string {
 	return fmt.Sprintf("channel %q is already being published over %s from %s", e.Channel, e.Protocol, e.Remote)
 }
 
-// Channel is a configured channel.
+// Channel is a channel. The configured channels given to NewHub carry
+// their key; a channel found through a KeyResolver carries only its name.
 type Channel struct {
 	Name      string
 	StreamKey string
 }
+
+// KeyResolver finds the channel a stream key opens (the metadata store,
+// which keeps only keys' hashes). ok is false, with a nil error, for a key
+// no channel has; err is for a resolver that cannot answer, in which case
+// the hub falls back to its configured channels. err must not contain the
+// key: the hub logs it.
+type KeyResolver interface {
+	ChannelByKey(ctx context.Context, key string) (name string, ok bool, err error)
+}
+
+// ChannelLister is optionally implemented by a KeyResolver: the names of
+// every channel, for Status (the page's list).
+type ChannelLister interface {
+	ChannelNames(ctx context.Context) ([]string, error)
+}
+
+// Defaults of the resolver calls.
+const (
+	// ResolveTimeout bounds one ChannelByKey or ChannelNames call.
+	ResolveTimeout = 3 * time.Second
+	// listTTL is how long Status reuses a channel list: the page polls,
+	// and anyone may ask.
+	listTTL = 2 * time.Second
+)
 
 // Listener is told about every new publication, before its first unit.
 // It attaches readers with Stream.AddReader.
@@ -65,6 +91,10 @@ type Hub struct {
 	channels  []Channel
 	streams   map[string]*Stream // by channel name
 	listeners []Listener
+	resolver  KeyResolver
+	resolverN int      // counts SetKeyResolver calls
+	listed    []string // the resolver's last channel list
+	listedAt  time.Time
 }
 
 // NewHub creates a hub for the given channels.
@@ -83,9 +113,42 @@ func (h *Hub) AddListener(l Listener) {
 	h.listeners = append(h.listeners, l)
 }
 
-// Lookup finds the channel for a stream key, comparing in constant time so
-// the response time does not leak how much of a guessed key was right.
+// SetKeyResolver makes r the authority on stream keys: from then on a key
+// opens the channel r says, at the moment of each Lookup or Publish, so a
+// key rotated in r stops working for new publications at once (a running
+// publication is not interrupted). The configured channels given to NewHub
+// are used only while r returns errors (the store is unreachable), and
+// each such fallback is logged. nil goes back to the configured channels.
+func (h *Hub) SetKeyResolver(r KeyResolver) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.resolver, h.listed, h.listedAt = r, nil, time.Time{}
+	h.resolverN++
+}
+
+// Lookup finds the channel for a stream key: through the KeyResolver when
+// one is set (a hash lookup: the time it takes tells nothing about how
+// much of a guessed key was right), else among the configured channels,
+// compared in constant time for the same reason.
 func (h *Hub) Lookup(key string) (Channel, bool) {
+	if key == "" {
+		return Channel{}, false
+	}
+	h.mu.Lock()
+	r := h.resolver
+	h.mu.Unlock()
+	if r != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), ResolveTimeout)
+		name, ok, err := r.ChannelByKey(ctx, key)
+		cancel()
+		switch {
+		case err == nil && ok && name != "":
+			return Channel{Name: name}, true
+		case err == nil:
+			return Channel{}, false
+		}
+		h.log.Warn("stream key store unreachable: checking the key against the configured channels only", "err", err.Error())
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.lookupLocked(key)
@@ -106,12 +169,13 @@ func (h *Hub) lookupLocked(key string) (Channel, bool) {
 // protocol ("rtmp", "rtsp") and remote (the peer address) are for logs and
 // status. The caller must Close the returned stream when the publisher goes.
 func (h *Hub) Publish(key, protocol, remote string, tracks []*media.Track) (*Stream, error) {
-	h.mu.Lock()
-	ch, ok := h.lookupLocked(key)
+	// Resolved outside the lock: a store round trip must not hold up
+	// every other publisher and reader.
+	ch, ok := h.Lookup(key)
 	if !ok {
-		h.mu.Unlock()
 		return nil, ErrUnknownKey
 	}
+	h.mu.Lock()
 	if cur := h.streams[ch.Name]; cur != nil {
 		h.mu.Unlock()
 		return nil, &BusyError{Channel: ch.Name, Protocol: cur.Protocol, Remote: cur.Remote}
@@ -168,20 +232,35 @@ type ChannelStatus struct {
 	Codecs   []string  `json:"codecs,omitempty"`
 }
 
-// Status lists every channel, live ones first, then by name.
+// Status lists every channel, live ones first, then by name. The channels
+// are the KeyResolver's when it is a ChannelLister (reused for 2 s; the
+// last good list, or the configured channels, while it fails), else the
+// configured ones; a channel with a publication is always listed.
 func (h *Hub) Status() []ChannelStatus {
+	names := h.channelNames()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	out := make([]ChannelStatus, 0, len(h.channels))
-	for _, c := range h.channels {
-		st := ChannelStatus{Name: c.Name}
-		if s := h.streams[c.Name]; s != nil {
+	out := make([]ChannelStatus, 0, len(names))
+	seen := make(map[string]bool, len(names))
+	add := func(name string) {
+		if seen[name] {
+			return
+		}
+		seen[name] = true
+		st := ChannelStatus{Name: name}
+		if s := h.streams[name]; s != nil {
 			st.Live, st.Protocol, st.Since = true, s.Protocol, s.Started
 			for _, t := range s.Tracks {
 				st.Codecs = append(st.Codecs, t.Codec.Name())
 			}
 		}
 		out = append(out, st)
+	}
+	for _, n := range names {
+		add(n)
+	}
+	for n := range h.streams {
+		add(n)
 	}
 	sort.SliceStable(out, func(i, j int) bool {
 		if out[i].Live != out[j].Live {
@@ -190,6 +269,43 @@ func (h *Hub) Status() []ChannelStatus {
 		return out[i].Name < out[j].Name
 	})
 	return out
+}
+
+// channelNames is the list Status shows.
+func (h *Hub) channelNames() []string {
+	h.mu.Lock()
+	l, _ := h.resolver.(ChannelLister)
+	if l != nil && h.listed != nil && time.Since(h.listedAt) < listTTL {
+		names := h.listed
+		h.mu.Unlock()
+		return names
+	}
+	gen, fallback := h.resolverN, h.listed
+	if fallback == nil {
+		for _, c := range h.channels {
+			fallback = append(fallback, c.Name)
+		}
+	}
+	h.mu.Unlock()
+	if l == nil {
+		return fallback
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), ResolveTimeout)
+	names, err := l.ChannelNames(ctx)
+	cancel()
+	if err != nil {
+		h.log.Warn("channel store unreachable: listing the last known channels", "err", err.Error())
+		return fallback
+	}
+	if names == nil {
+		names = []string{}
+	}
+	h.mu.Lock()
+	if h.resolverN == gen {
+		h.listed, h.listedAt = names, time.Now()
+	}
+	h.mu.Unlock()
+	return names
 }
 
 // Stream is one publication on one channel.

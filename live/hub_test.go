@@ -2,11 +2,13 @@ package live
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"log/slog"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/streamd/streamd/media"
 )
@@ -102,4 +104,135 @@ func TestConcurrentPublishersOneWins(t *testing.T) {
 	if won != 1 {
 		t.Fatalf("%d publishers won", won)
 	}
+}
+
+// fakeKeys is a KeyResolver and ChannelLister over a map, that can fail.
+type fakeKeys struct {
+	mu     sync.Mutex
+	keys   map[string]string // key → channel
+	names  []string
+	err    error
+	listed int
+}
+
+func (f *fakeKeys) ChannelByKey(_ context.Context, key string) (string, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return "", false, f.err
+	}
+	name, ok := f.keys[key]
+	return name, ok, nil
+}
+
+func (f *fakeKeys) ChannelNames(context.Context) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.listed++
+	if f.err != nil {
+		return nil, f.err
+	}
+	return append([]string(nil), f.names...), nil
+}
+
+func (f *fakeKeys) set(fn func(f *fakeKeys)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn(f)
+}
+
+func TestKeyResolver(t *testing.T) {
+	var logs syncBuf
+	h := NewHub(slog.New(slog.NewTextHandler(&logs, nil)), []Channel{{Name: "main", StreamKey: "config-key-main"}})
+	keys := &fakeKeys{keys: map[string]string{"config-key-main": "main", "api-key-news": "news"}, names: []string{"main", "news"}}
+	h.SetKeyResolver(keys)
+
+	if ch, ok := h.Lookup("api-key-news"); !ok || ch.Name != "news" || ch.StreamKey != "" {
+		t.Fatalf("lookup of a store key: %+v %v", ch, ok)
+	}
+	if _, ok := h.Lookup(""); ok {
+		t.Fatal("empty key found")
+	}
+	s, err := h.Publish("api-key-news", "rtmp", "1.2.3.4:5", tracks)
+	if err != nil || s.Channel != "news" {
+		t.Fatalf("publish with a store key: %v", err)
+	}
+	// Rotation in the store: the old key stops at once for new
+	// publications; the running one goes on.
+	keys.set(func(f *fakeKeys) { delete(f.keys, "api-key-news"); f.keys["api-key-news-2"] = "news" })
+	if _, err := h.Publish("api-key-news", "rtsp", "x", tracks); !errors.Is(err, ErrUnknownKey) {
+		t.Fatalf("old key after rotation: %v", err)
+	}
+	var busy *BusyError
+	if _, err := h.Publish("api-key-news-2", "rtsp", "x", tracks); !errors.As(err, &busy) {
+		t.Fatalf("new key while the old publication runs: %v", err)
+	}
+	s.Close(nil)
+	if _, err := h.Publish("api-key-news-2", "rtsp", "x", tracks); err != nil {
+		t.Fatalf("new key: %v", err)
+	}
+	// A key the store does not know is refused even if the config has
+	// it: the store is the authority while it answers.
+	keys.set(func(f *fakeKeys) { delete(f.keys, "config-key-main") })
+	if _, ok := h.Lookup("config-key-main"); ok {
+		t.Fatal("a key the store refused was taken from the config")
+	}
+
+	st := h.Status()
+	if len(st) != 2 || st[0].Name != "news" || !st[0].Live || st[1].Name != "main" {
+		t.Fatalf("status from the store: %+v", st)
+	}
+	h.Status()
+	keys.mu.Lock()
+	listed := keys.listed
+	keys.mu.Unlock()
+	if listed != 1 {
+		t.Fatalf("the list was read %d times in 2 s, want 1", listed)
+	}
+
+	// The store is down: configured channels only, logged without the key.
+	keys.set(func(f *fakeKeys) { f.err = errors.New("storage backend unavailable: connection refused") })
+	if ch, ok := h.Lookup("config-key-main"); !ok || ch.Name != "main" {
+		t.Fatalf("fallback to the config: %+v %v", ch, ok)
+	}
+	if _, ok := h.Lookup("api-key-news-2"); ok {
+		t.Fatal("a store-only key opened a channel while the store is down")
+	}
+	if !strings.Contains(logs.String(), "stream key store unreachable") {
+		t.Fatalf("fallback not logged:\n%s", logs.String())
+	}
+	h.mu.Lock()
+	h.listedAt = time.Time{} // expire the cached list
+	h.mu.Unlock()
+	if st := h.Status(); len(st) != 2 || st[0].Name != "news" {
+		t.Fatalf("status while the store is down (last known list): %+v", st)
+	}
+	for _, k := range []string{"config-key-main", "api-key-news", "api-key-news-2"} {
+		if strings.Contains(logs.String(), k) {
+			t.Fatalf("key %q was logged:\n%s", k, logs.String())
+		}
+	}
+
+	// No resolver: the configured channels again.
+	h.SetKeyResolver(nil)
+	if st := h.Status(); len(st) != 2 || st[0].Name != "news" || st[1].Name != "main" {
+		t.Fatalf("status without resolver (live channel listed too): %+v", st)
+	}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -43,7 +43,14 @@ type Channel struct {
 	Description string
 	// KeyPrefix is the first characters of the stream key (at most 4, and
 	// at most a quarter of the key): not enough to guess it.
-	KeyPrefix    string
+	KeyPrefix string
+	// OwnerID is the id of the user who manages the channel; empty for
+	// channels nobody owns (those from the config file): admins manage
+	// them.
+	OwnerID string
+	// FromConfig marks a channel synced from the config file: the file
+	// is the source of truth for its existence and its key.
+	FromConfig   bool
 	KeyRotatedAt time.Time
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
@@ -53,6 +60,8 @@ type Channel struct {
 type ChannelUpdate struct {
 	Title       *string
 	Description *string
+	OwnerID     *string
+	FromConfig  *bool
 }
 
 // Role says what a user may do.
@@ -131,7 +140,28 @@ type Content struct {
 	Genre          string
 	Visibility     Visibility     // empty means public
 	EncodingStatus EncodingStatus // empty means pending
+	OwnerID        string         // the user who created it; may be empty
 	CreatedAt      time.Time      // set by CreateContent
+}
+
+// ContentQuery selects a page of the catalog, newest first (created_at,
+// then id, both descending).
+type ContentQuery struct {
+	// Genre keeps items of exactly this genre; empty keeps all.
+	Genre string
+	// Text keeps items whose title or description contains it, ignoring
+	// case (ASCII case in every backend; PostgreSQL also folds other
+	// letters as its locale says). Matched literally: % and _ are not
+	// wildcards. Empty keeps all.
+	Text string
+	// IncludeProtected also returns protected items; otherwise public only.
+	IncludeProtected bool
+	// After is the id of the last item of the previous page (keyset
+	// paging: stable while items are added); empty starts at the newest.
+	// An id that does not exist is ErrInvalid.
+	After string
+	// Limit is 1..1000; 0 means 100.
+	Limit int
 }
 
 // Meta is the metadata store: channels and stream keys, users, content.
@@ -151,6 +181,9 @@ type Meta interface {
 	DeleteChannel(ctx context.Context, name string) error
 	// ChannelByStreamKey finds the channel a publisher's key opens.
 	ChannelByStreamKey(ctx context.Context, streamKey string) (Channel, error)
+	// ChannelsByOwner returns the channels whose OwnerID is ownerID,
+	// sorted by name (empty non-nil when none).
+	ChannelsByOwner(ctx context.Context, ownerID string) ([]Channel, error)
 
 	CreateUser(ctx context.Context, u User) (User, error)
 	GetUser(ctx context.Context, id string) (User, error)
@@ -162,6 +195,8 @@ type Meta interface {
 	CreateContent(ctx context.Context, c Content) (Content, error)
 	GetContent(ctx context.Context, id string) (Content, error)
 	SetEncodingStatus(ctx context.Context, id string, s EncodingStatus) error
+	// ListContent returns one page of the catalog (see ContentQuery).
+	ListContent(ctx context.Context, q ContentQuery) ([]Content, error)
 
 	Users
 

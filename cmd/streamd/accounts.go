@@ -65,9 +65,10 @@ func signingKey(cfg configs.Config, log *slog.Logger) (ed25519.PrivateKey, error
 }
 
 // newAPI is the /api handler.
-func newAPI(cfg configs.Config, svc *auth.Service, sessions store.Sessions, log *slog.Logger) http.Handler {
+func newAPI(cfg configs.Config, svc *auth.Service, meta store.Meta, sessions store.Sessions, log *slog.Logger) http.Handler {
 	return api.New(api.Deps{
 		Auth: svc, Users: svc, Limiter: auth.RateLimiter{Sessions: sessions},
+		Channels: meta, Content: meta,
 		Limits: api.Limits{Auth: cfg.Auth.AuthRatePerMinute, API: cfg.Auth.APIRatePerMinute, Window: time.Minute},
 		Logger: log,
 	})

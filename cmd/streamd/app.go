@@ -114,7 +114,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.Registry = prometheus.NewRegistry()
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	if err := syncChannels(ctx, m.Meta, m.Channels, m.Log); err != nil {
+		return fmt.Errorf("storage.meta: syncing channels: %w", err)
+	}
 	m.Hub = live.NewHub(m.Log, m.Channels)
+	// Stream keys are checked in the metadata store (channels made through
+	// the API too); the configured ones are the fallback when it is down.
+	m.Hub.SetKeyResolver(storeKeys{meta: m.Meta})
 	seg := time.Duration(cfg.Live.SegmentDuration)
 	m.packager = packager.New(packager.Config{
 		SegmentDuration:  seg,
@@ -151,7 +157,19 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if cacheBytes == 0 {
 		cacheBytes = -1 // origin.Config: negative disables
 	}
-	og := origin.New(origin.Config{AllowedOrigins: cfg.HTTP.AllowedOrigins, PlaylistMaxAge: seg / 2, CacheBytes: cacheBytes}, objs, m.Log)
+	signer, err := urlSigner(cfg, m.Log)
+	if err != nil {
+		return err
+	}
+	ocfg := origin.Config{AllowedOrigins: cfg.HTTP.AllowedOrigins, PlaylistMaxAge: seg / 2, CacheBytes: cacheBytes}
+	if prefixes := protectedPrefixes(cfg); len(prefixes) > 0 {
+		g, err := origin.NewTokenGuard(signer, prefixes, nil)
+		if err != nil {
+			return err
+		}
+		ocfg.Guard = g
+	}
+	og := origin.New(ocfg, objs, m.Log)
 	mux.Handle("/live/", og)
 	mux.Handle("/vod/", og) // assets stored under vod/{asset}/ (the layout streamd transcode writes)
 	mux.Handle("/healthz", origin.Health())
@@ -163,7 +181,15 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	webUI := web.New(m.Hub, m.Log)
-	mux.Handle("/api/", newAPI(cfg, svc, m.Sessions, m.Log))
+	mux.Handle("/api/", newAPI(cfg, svc, m.Meta, m.Sessions, m.Log))
+	mux.Handle("GET /api/streaming/{id}", streamingHandler{cfg: cfg, signer: signer, now: time.Now,
+		principal: func(r *http.Request) (auth.Principal, error) {
+			tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || tok == "" {
+				return auth.Principal{}, errors.New("no bearer token")
+			}
+			return svc.Authenticate(r.Context(), tok)
+		}})
 	mux.Handle("/api/channels", webUI) // the page's own endpoint
 	mux.Handle("/", webUI)
 

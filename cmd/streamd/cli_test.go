@@ -61,6 +61,7 @@ func TestMainOnEphemeralPorts(t *testing.T) {
 	cfg := configs.Defaults()
 	dir := t.TempDir()
 	cfg.DataDir = filepath.Join(dir, "data")
+	cfg.Storage.Meta.URL = filepath.Join(dir, "data", "streamd.db")
 	cfg.Storage.Objects.Path = filepath.Join(dir, "objects")
 	cfg.HTTP.Addr, cfg.RTMP.Addr, cfg.RTSP.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.RTSP.UDPRTPAddr, cfg.RTSP.UDPRTCPAddr = "", ""
@@ -106,7 +107,7 @@ func TestMainOnEphemeralPorts(t *testing.T) {
 func TestBusyPortIsOneClearError(t *testing.T) {
 	cfg := configs.Defaults()
 	dir := t.TempDir()
-	cfg.DataDir, cfg.Storage.Objects.Path = dir, dir
+	cfg.DataDir, cfg.Storage.Objects.Path, cfg.Storage.Meta.URL = dir, dir, filepath.Join(dir, "m.db")
 	cfg.HTTP.Addr, cfg.RTMP.Addr, cfg.RTSP.Addr = "127.0.0.1:0", "127.0.0.1:0", ""
 	cfg.RTSP.UDPRTPAddr, cfg.RTSP.UDPRTCPAddr = "", ""
 	m := &Main{Config: cfg}

@@ -3,19 +3,25 @@ package pgmeta
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/streamd/streamd/store"
 	"github.com/streamd/streamd/store/internal/metacheck"
 )
 
-const channelCols = `name, title, description, key_prefix, key_rotated_at, created_at, updated_at`
+const channelCols = `name, title, description, key_prefix, owner_id, from_config, key_rotated_at, created_at, updated_at`
 
 type scanner interface{ Scan(...any) error }
 
 func scanChannel(s scanner) (store.Channel, error) {
 	var c store.Channel
-	err := s.Scan(&c.Name, &c.Title, &c.Description, &c.KeyPrefix, &c.KeyRotatedAt, &c.CreatedAt, &c.UpdatedAt)
+	err := s.Scan(&c.Name, &c.Title, &c.Description, &c.KeyPrefix, &c.OwnerID, &c.FromConfig, &c.KeyRotatedAt, &c.CreatedAt, &c.UpdatedAt)
 	c.KeyRotatedAt, c.CreatedAt, c.UpdatedAt = c.KeyRotatedAt.UTC(), c.CreatedAt.UTC(), c.UpdatedAt.UTC()
 	return c, err
 }
@@ -27,9 +33,9 @@ func (db *DB) CreateChannel(ctx context.Context, ch store.Channel, key string) (
 	}
 	now := metacheck.Now()
 	ch.KeyPrefix, ch.KeyRotatedAt, ch.CreatedAt, ch.UpdatedAt = store.StreamKeyPrefix(key), now, now, now
-	_, err := db.pool.Exec(ctx, `INSERT INTO channels (name, title, description, key_hash, key_prefix, key_rotated_at, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		ch.Name, ch.Title, ch.Description, store.HashStreamKey(key), ch.KeyPrefix, now, now, now)
+	_, err := db.pool.Exec(ctx, `INSERT INTO channels (name, title, description, key_hash, key_prefix, owner_id, from_config, key_rotated_at, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		ch.Name, ch.Title, ch.Description, store.HashStreamKey(key), ch.KeyPrefix, ch.OwnerID, ch.FromConfig, now, now, now)
 	if err != nil {
 		return store.Channel{}, db.wrap("create channel "+quote(ch.Name), err)
 	}
@@ -55,7 +61,16 @@ func (db *DB) GetChannel(ctx context.Context, name string) (store.Channel, error
 
 // ListChannels implements store.Meta.
 func (db *DB) ListChannels(ctx context.Context) ([]store.Channel, error) {
-	rows, err := db.pool.Query(ctx, `SELECT `+channelCols+` FROM channels ORDER BY name`)
+	return db.listChannels(ctx, `SELECT `+channelCols+` FROM channels ORDER BY name`)
+}
+
+// ChannelsByOwner implements store.Meta.
+func (db *DB) ChannelsByOwner(ctx context.Context, ownerID string) ([]store.Channel, error) {
+	return db.listChannels(ctx, `SELECT `+channelCols+` FROM channels WHERE owner_id = $1 ORDER BY name`, ownerID)
+}
+
+func (db *DB) listChannels(ctx context.Context, query string, args ...any) ([]store.Channel, error) {
+	rows, err := db.pool.Query(ctx, query, args...)
 	if err != nil {
 		return nil, db.wrap("list channels", err)
 	}
@@ -80,9 +95,10 @@ func (db *DB) UpdateChannel(ctx context.Context, name string, u store.ChannelUpd
 		return store.Channel{}, err
 	}
 	c, err := scanChannel(db.pool.QueryRow(ctx, `UPDATE channels SET
-		title = coalesce($1, title), description = coalesce($2, description), updated_at = $3
-		WHERE name = $4 RETURNING `+channelCols,
-		u.Title, u.Description, metacheck.Now(), name))
+		title = coalesce($1, title), description = coalesce($2, description),
+		owner_id = coalesce($3, owner_id), from_config = coalesce($4, from_config), updated_at = $5
+		WHERE name = $6 RETURNING `+channelCols,
+		u.Title, u.Description, u.OwnerID, u.FromConfig, metacheck.Now(), name))
 	if err != nil {
 		return store.Channel{}, db.wrap("update channel "+quote(name), err)
 	}
@@ -191,7 +207,14 @@ func (db *DB) RecordLogin(ctx context.Context, id string, at time.Time) error {
 	return nil
 }
 
-const contentCols = `id, title, description, genre, visibility, encoding_status, created_at`
+const contentCols = `id, title, description, genre, visibility, encoding_status, owner_id, created_at`
+
+func scanContent(s scanner) (store.Content, error) {
+	var c store.Content
+	err := s.Scan(&c.ID, &c.Title, &c.Description, &c.Genre, &c.Visibility, &c.EncodingStatus, &c.OwnerID, &c.CreatedAt)
+	c.CreatedAt = c.CreatedAt.UTC()
+	return c, err
+}
 
 // CreateContent implements store.Meta.
 func (db *DB) CreateContent(ctx context.Context, c store.Content) (store.Content, error) {
@@ -199,8 +222,8 @@ func (db *DB) CreateContent(ctx context.Context, c store.Content) (store.Content
 	if err != nil {
 		return store.Content{}, err
 	}
-	_, err = db.pool.Exec(ctx, `INSERT INTO content (`+contentCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		c.ID, c.Title, c.Description, c.Genre, string(c.Visibility), string(c.EncodingStatus), c.CreatedAt)
+	_, err = db.pool.Exec(ctx, `INSERT INTO content (`+contentCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		c.ID, c.Title, c.Description, c.Genre, string(c.Visibility), string(c.EncodingStatus), c.OwnerID, c.CreatedAt)
 	if err != nil {
 		return store.Content{}, db.wrap("create content "+quote(c.ID), err)
 	}
@@ -209,13 +232,10 @@ func (db *DB) CreateContent(ctx context.Context, c store.Content) (store.Content
 
 // GetContent implements store.Meta.
 func (db *DB) GetContent(ctx context.Context, id string) (store.Content, error) {
-	var c store.Content
-	err := db.pool.QueryRow(ctx, `SELECT `+contentCols+` FROM content WHERE id = $1`, id).
-		Scan(&c.ID, &c.Title, &c.Description, &c.Genre, &c.Visibility, &c.EncodingStatus, &c.CreatedAt)
+	c, err := scanContent(db.pool.QueryRow(ctx, `SELECT `+contentCols+` FROM content WHERE id = $1`, id))
 	if err != nil {
 		return store.Content{}, db.wrap("get content "+quote(id), err)
 	}
-	c.CreatedAt = c.CreatedAt.UTC()
 	return c, nil
 }
 
@@ -239,4 +259,57 @@ func nullTime(t time.Time) *time.Time {
 		return nil
 	}
 	return &t
+}
+
+// ListContent implements store.Meta. Every value is a bound parameter; the
+// text search uses strpos, not LIKE, so % and _ match themselves.
+func (db *DB) ListContent(ctx context.Context, q store.ContentQuery) ([]store.Content, error) {
+	q, err := metacheck.ContentQuery(q)
+	if err != nil {
+		return nil, err
+	}
+	where, args := []string{"true"}, []any{}
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	if q.Genre != "" {
+		where = append(where, "genre = "+arg(q.Genre))
+	}
+	if q.Text != "" {
+		p := arg(q.Text)
+		where = append(where, "(strpos(lower(title), lower("+p+")) > 0 OR strpos(lower(description), lower("+p+")) > 0)")
+	}
+	if !q.IncludeProtected {
+		where = append(where, "visibility = "+arg(string(store.VisibilityPublic)))
+	}
+	if q.After != "" {
+		var cr time.Time
+		err := db.pool.QueryRow(ctx, `SELECT created_at FROM content WHERE id = $1`, q.After).Scan(&cr)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, fmt.Errorf("postgres: list content: after %s: no such content: %w", quote(q.After), store.ErrInvalid)
+		}
+		if err != nil {
+			return nil, db.wrap("list content", err)
+		}
+		where = append(where, "(created_at, id) < ("+arg(cr)+", "+arg(q.After)+")")
+	}
+	rows, err := db.pool.Query(ctx, `SELECT `+contentCols+` FROM content WHERE `+strings.Join(where, " AND ")+
+		` ORDER BY created_at DESC, id DESC LIMIT `+arg(q.Limit), args...)
+	if err != nil {
+		return nil, db.wrap("list content", err)
+	}
+	defer rows.Close()
+	out := []store.Content{}
+	for rows.Next() {
+		c, err := scanContent(rows)
+		if err != nil {
+			return nil, db.wrap("list content", err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, db.wrap("list content", err)
+	}
+	return out, nil
 }

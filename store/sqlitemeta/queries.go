@@ -4,20 +4,23 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/streamd/streamd/store"
 	"github.com/streamd/streamd/store/internal/metacheck"
 )
 
-const channelCols = `name, title, description, key_prefix, key_rotated_at, created_at, updated_at`
+const channelCols = `name, title, description, key_prefix, owner_id, from_config, key_rotated_at, created_at, updated_at`
 
 type scanner interface{ Scan(...any) error }
 
 func scanChannel(s scanner) (store.Channel, error) {
 	var c store.Channel
 	var rot, cr, up int64
-	err := s.Scan(&c.Name, &c.Title, &c.Description, &c.KeyPrefix, &rot, &cr, &up)
+	err := s.Scan(&c.Name, &c.Title, &c.Description, &c.KeyPrefix, &c.OwnerID, &c.FromConfig, &rot, &cr, &up)
 	c.KeyRotatedAt, c.CreatedAt, c.UpdatedAt = fromUs(rot), fromUs(cr), fromUs(up)
 	return c, err
 }
@@ -29,9 +32,9 @@ func (db *DB) CreateChannel(ctx context.Context, ch store.Channel, key string) (
 	}
 	now := metacheck.Now()
 	ch.KeyPrefix, ch.KeyRotatedAt, ch.CreatedAt, ch.UpdatedAt = store.StreamKeyPrefix(key), now, now, now
-	_, err := db.w.ExecContext(ctx, `INSERT INTO channels (name, title, description, key_hash, key_prefix, key_rotated_at, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		ch.Name, ch.Title, ch.Description, store.HashStreamKey(key), ch.KeyPrefix, us(now), us(now), us(now))
+	_, err := db.w.ExecContext(ctx, `INSERT INTO channels (name, title, description, key_hash, key_prefix, owner_id, from_config, key_rotated_at, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		ch.Name, ch.Title, ch.Description, store.HashStreamKey(key), ch.KeyPrefix, ch.OwnerID, ch.FromConfig, us(now), us(now), us(now))
 	if err != nil {
 		return store.Channel{}, db.wrap("create channel "+quote(ch.Name), err)
 	}
@@ -57,7 +60,16 @@ func (db *DB) GetChannel(ctx context.Context, name string) (store.Channel, error
 
 // ListChannels implements store.Meta.
 func (db *DB) ListChannels(ctx context.Context) ([]store.Channel, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT `+channelCols+` FROM channels ORDER BY name`)
+	return db.listChannels(ctx, `SELECT `+channelCols+` FROM channels ORDER BY name`)
+}
+
+// ChannelsByOwner implements store.Meta.
+func (db *DB) ChannelsByOwner(ctx context.Context, ownerID string) ([]store.Channel, error) {
+	return db.listChannels(ctx, `SELECT `+channelCols+` FROM channels WHERE owner_id = ? ORDER BY name`, ownerID)
+}
+
+func (db *DB) listChannels(ctx context.Context, query string, args ...any) ([]store.Channel, error) {
+	rows, err := db.r.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, db.wrap("list channels", err)
 	}
@@ -82,9 +94,10 @@ func (db *DB) UpdateChannel(ctx context.Context, name string, u store.ChannelUpd
 		return store.Channel{}, err
 	}
 	c, err := scanChannel(db.w.QueryRowContext(ctx, `UPDATE channels SET
-		title = coalesce(?, title), description = coalesce(?, description), updated_at = ?
+		title = coalesce(?, title), description = coalesce(?, description),
+		owner_id = coalesce(?, owner_id), from_config = coalesce(?, from_config), updated_at = ?
 		WHERE name = ? RETURNING `+channelCols,
-		u.Title, u.Description, us(metacheck.Now()), name))
+		u.Title, u.Description, u.OwnerID, u.FromConfig, us(metacheck.Now()), name))
 	if err != nil {
 		return store.Channel{}, db.wrap("update channel "+quote(name), err)
 	}
@@ -191,7 +204,15 @@ func (db *DB) RecordLogin(ctx context.Context, id string, at time.Time) error {
 	return nil
 }
 
-const contentCols = `id, title, description, genre, visibility, encoding_status, created_at`
+const contentCols = `id, title, description, genre, visibility, encoding_status, owner_id, created_at`
+
+func scanContent(s scanner) (store.Content, error) {
+	var c store.Content
+	var cr int64
+	err := s.Scan(&c.ID, &c.Title, &c.Description, &c.Genre, &c.Visibility, &c.EncodingStatus, &c.OwnerID, &cr)
+	c.CreatedAt = fromUs(cr)
+	return c, err
+}
 
 // CreateContent implements store.Meta.
 func (db *DB) CreateContent(ctx context.Context, c store.Content) (store.Content, error) {
@@ -199,8 +220,8 @@ func (db *DB) CreateContent(ctx context.Context, c store.Content) (store.Content
 	if err != nil {
 		return store.Content{}, err
 	}
-	_, err = db.w.ExecContext(ctx, `INSERT INTO content (`+contentCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		c.ID, c.Title, c.Description, c.Genre, string(c.Visibility), string(c.EncodingStatus), us(c.CreatedAt))
+	_, err = db.w.ExecContext(ctx, `INSERT INTO content (`+contentCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		c.ID, c.Title, c.Description, c.Genre, string(c.Visibility), string(c.EncodingStatus), c.OwnerID, us(c.CreatedAt))
 	if err != nil {
 		return store.Content{}, db.wrap("create content "+quote(c.ID), err)
 	}
@@ -209,14 +230,10 @@ func (db *DB) CreateContent(ctx context.Context, c store.Content) (store.Content
 
 // GetContent implements store.Meta.
 func (db *DB) GetContent(ctx context.Context, id string) (store.Content, error) {
-	var c store.Content
-	var cr int64
-	err := db.r.QueryRowContext(ctx, `SELECT `+contentCols+` FROM content WHERE id = ?`, id).
-		Scan(&c.ID, &c.Title, &c.Description, &c.Genre, &c.Visibility, &c.EncodingStatus, &cr)
+	c, err := scanContent(db.r.QueryRowContext(ctx, `SELECT `+contentCols+` FROM content WHERE id = ?`, id))
 	if err != nil {
 		return store.Content{}, db.wrap("get content "+quote(id), err)
 	}
-	c.CreatedAt = fromUs(cr)
 	return c, nil
 }
 
@@ -233,4 +250,55 @@ func (db *DB) SetEncodingStatus(ctx context.Context, id string, s store.Encoding
 		return notFound("content", id)
 	}
 	return nil
+}
+
+// ListContent implements store.Meta. Every value is a bound parameter; the
+// text search uses instr, not LIKE, so % and _ match themselves.
+func (db *DB) ListContent(ctx context.Context, q store.ContentQuery) ([]store.Content, error) {
+	q, err := metacheck.ContentQuery(q)
+	if err != nil {
+		return nil, err
+	}
+	where, args := []string{"1 = 1"}, []any{}
+	if q.Genre != "" {
+		where, args = append(where, "genre = ?"), append(args, q.Genre)
+	}
+	if q.Text != "" {
+		where = append(where, "(instr(lower(title), lower(?)) > 0 OR instr(lower(description), lower(?)) > 0)")
+		args = append(args, q.Text, q.Text)
+	}
+	if !q.IncludeProtected {
+		where, args = append(where, "visibility = ?"), append(args, string(store.VisibilityPublic))
+	}
+	if q.After != "" {
+		var cr int64
+		err := db.r.QueryRowContext(ctx, `SELECT created_at FROM content WHERE id = ?`, q.After).Scan(&cr)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("sqlite: list content: after %s: no such content: %w", quote(q.After), store.ErrInvalid)
+		}
+		if err != nil {
+			return nil, db.wrap("list content", err)
+		}
+		where = append(where, "(created_at < ? OR (created_at = ? AND id < ?))")
+		args = append(args, cr, cr, q.After)
+	}
+	args = append(args, q.Limit)
+	rows, err := db.r.QueryContext(ctx, `SELECT `+contentCols+` FROM content WHERE `+strings.Join(where, " AND ")+
+		` ORDER BY created_at DESC, id DESC LIMIT ?`, args...)
+	if err != nil {
+		return nil, db.wrap("list content", err)
+	}
+	defer rows.Close()
+	out := []store.Content{}
+	for rows.Next() {
+		c, err := scanContent(rows)
+		if err != nil {
+			return nil, db.wrap("list content", err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, db.wrap("list content", err)
+	}
+	return out, nil
 }

@@ -219,6 +219,8 @@ func TestMeta(t *testing.T, open func(t *testing.T) store.Meta) {
 	})
 
 	testUsers(t, open)
+	testChannelOwners(t, open)
+	testCatalog(t, open)
 
 	t.Run("Content", func(t *testing.T) {
 		m := open(t)

@@ -34,6 +34,8 @@ const (
 	maxName  = 256  // channel name, username, ids
 	maxEmail = 320  // RFC 5321's 64 + 1 + 255
 	maxKey   = 1024 // stream key (only its hash is indexed, but still)
+	maxGenre = 256  // indexed
+	maxQuery = 1024 // a catalog search text
 )
 
 func length(what, s string, limit int) error {
@@ -60,14 +62,21 @@ func Channel(ch store.Channel, key string) error {
 	if key == "" {
 		return invalid("channel %q: stream key is empty", ch.Name)
 	}
-	if err := errors.Join(length("channel name", ch.Name, maxName), length("stream key", key, maxKey)); err != nil {
+	if err := errors.Join(length("channel name", ch.Name, maxName), length("stream key", key, maxKey),
+		length("owner id", ch.OwnerID, maxName)); err != nil {
 		return err
 	}
-	return texts("name", ch.Name, "title", ch.Title, "description", ch.Description, "stream key", key)
+	return texts("name", ch.Name, "title", ch.Title, "description", ch.Description, "stream key", key,
+		"owner id", ch.OwnerID)
 }
 
 // ChannelUpdate validates an update.
 func ChannelUpdate(u store.ChannelUpdate) error {
+	if u.OwnerID != nil {
+		if err := errors.Join(length("owner id", *u.OwnerID, maxName), texts("owner id", *u.OwnerID)); err != nil {
+			return err
+		}
+	}
 	if u.Title != nil {
 		if err := texts("title", *u.Title); err != nil {
 			return err
@@ -134,10 +143,27 @@ func Content(c store.Content) (store.Content, error) {
 	case !c.EncodingStatus.Valid():
 		return c, invalid("content: encoding status %q", c.EncodingStatus)
 	}
-	if err := length("content id", c.ID, maxName); err != nil {
+	if err := errors.Join(length("content id", c.ID, maxName), length("genre", c.Genre, maxGenre),
+		length("owner id", c.OwnerID, maxName)); err != nil {
 		return c, err
 	}
-	return c, texts("id", c.ID, "title", c.Title, "description", c.Description, "genre", c.Genre)
+	return c, texts("id", c.ID, "title", c.Title, "description", c.Description, "genre", c.Genre,
+		"owner id", c.OwnerID)
+}
+
+// ContentQuery fills the default limit and validates.
+func ContentQuery(q store.ContentQuery) (store.ContentQuery, error) {
+	if q.Limit == 0 {
+		q.Limit = 100
+	}
+	if q.Limit < 1 || q.Limit > 1000 {
+		return q, invalid("content query: limit %d (want 1..1000)", q.Limit)
+	}
+	if err := errors.Join(length("genre", q.Genre, maxGenre), length("search text", q.Text, maxQuery),
+		length("after", q.After, maxName)); err != nil {
+		return q, err
+	}
+	return q, texts("genre", q.Genre, "search text", q.Text, "after", q.After)
 }
 
 // EncodingStatus validates a status change.
