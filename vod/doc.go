@@ -10,7 +10,8 @@
 //     codecs), with a one-line *Error for empty, non-media, truncated,
 //     stream-less and undecodable input;
 //   - job.go, plan.go: the job (our JSON format: a ladder name or rungs,
-//     segment and thumbnail intervals) fitted to the input with
+//     segment and thumbnail intervals; or an AWS MediaConvert job,
+//     mediaconvert.go, docs/mediaconvert.md) fitted to the input with
 //     transcode.Plan — no upscaling, aspect and rotation kept, interlaced
 //     deinterlaced, frame rate capped and made constant — plus one audio
 //     rendition per language, text subtitles, poster and sprite layout;

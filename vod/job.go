@@ -54,6 +54,11 @@ type Job struct {
 	// ThumbnailInterval is the time between scrubbing thumbnails; 0 picks
 	// one from the duration (see planThumbnails).
 	ThumbnailInterval time.Duration
+	// Notes are the settings of a MediaConvert job that were accepted but
+	// have no effect, or that streamd does its own way, each with its JSON
+	// path (see docs/mediaconvert.md); empty for our own format. The
+	// caller shows them (the CLI prints one "note:" line each).
+	Notes []string
 }
 
 // DefaultJob is the job `streamd transcode` runs without --job.
@@ -74,7 +79,7 @@ func DefaultJob() Job {
 // "video_bitrate": "3000k", "max_bitrate": "3210k", "framerate": 60,
 // "profile": "high", "preset": "fast"}, ...]. Audio is always AAC 48 kHz
 // stereo (the normalisation every player handles); only its bitrate is
-// a choice. AWS MediaConvert job JSON is not read yet.
+// a choice. AWS MediaConvert job JSON is read too (ParseMediaConvert).
 type jobFile struct {
 	Ladder            string    `json:"ladder"`
 	Rungs             []jobRung `json:"rungs"`
@@ -111,10 +116,14 @@ func LoadJob(path string) (Job, error) {
 	return j, nil
 }
 
-// ParseJob reads our JSON job format. Unknown fields are errors (a typo
-// must not silently give the default); every problem is reported, each
-// naming its field.
+// ParseJob reads our JSON job format, or an AWS MediaConvert job
+// (recognised by its Settings, OutputGroups, Job or JobTemplate key; see
+// ParseMediaConvert). Unknown fields are errors (a typo must not silently
+// give the default); every problem is reported, each naming its field.
 func ParseJob(data []byte) (Job, error) {
+	if isMediaConvert(data) {
+		return ParseMediaConvert(data)
+	}
 	var f jobFile
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()

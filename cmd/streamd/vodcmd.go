@@ -68,6 +68,11 @@ func cmdTranscode(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			fmt.Fprintln(stderr, "streamd transcode:", vod.Reason(err))
 			return 1
 		}
+		// Settings of a MediaConvert job that streamd accepts but does not
+		// act on (Destination, Role, ...): said, never silently dropped.
+		for _, n := range j.Notes {
+			fmt.Fprintf(stderr, "note: %s: %s\n", *jobPath, n)
+		}
 		job = j
 	}
 
