@@ -258,3 +258,37 @@ func TestRedisOutage(t *testing.T) {
 		t.Errorf("master during the Redis outage: %d", resp.StatusCode)
 	}
 }
+
+// TestPostgresOutage: PostgreSQL unreachable for a while (a relay the test
+// cuts) — API requests that need it get a clear 503, and the pool
+// reconnects by itself once it is back.
+func TestPostgresOutage(t *testing.T) {
+	pgURL := testenv.Postgres(t)
+	u, err := url.Parse(pgURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := newProxy(t, u.Host)
+	u.Host = px.addr()
+	s := startServer(t, "STREAMD_STORAGE_META_DRIVER=postgres", "STREAMD_STORAGE_META_URL="+u.String())
+	get := func() (int, string) {
+		resp, b := s.get(t, "/api/content")
+		return resp.StatusCode, string(b)
+	}
+	if code, b := get(); code != 200 {
+		t.Fatalf("catalog before the outage: %d %s", code, b)
+	}
+	px.setDown(true)
+	waitFor(t, 15*time.Second, "a 503 during the outage", func() bool {
+		code, b := get()
+		if code != 503 && code != 200 {
+			t.Fatalf("during the outage: %d %s", code, b)
+		}
+		return code == 503 && strings.Contains(b, `"code":"unavailable"`)
+	})
+	px.setDown(false)
+	waitFor(t, 20*time.Second, "the pool to reconnect", func() bool {
+		code, _ := get()
+		return code == 200
+	})
+}
