@@ -39,6 +39,20 @@ type Users interface {
 	UpdateProfile(ctx context.Context, id string, p auth.ProfileUpdate) (store.User, error)
 	ListUsers(ctx context.Context, after string, limit int) ([]store.User, error)
 	SetRole(ctx context.Context, id string, role store.Role) (store.User, error)
+
+	SetTier(ctx context.Context, id string, tier store.Tier) (store.User, bool, error)
+	BillingWebhook(ctx context.Context, signature string, body []byte) (auth.WebhookResult, error)
+	CreateProfile(ctx context.Context, userID, name string) (store.Profile, error)
+	ListProfiles(ctx context.Context, userID string) ([]store.Profile, error)
+	DeleteProfile(ctx context.Context, userID, profileID string) error
+	FamilyMaxProfiles() int
+}
+
+// OIDCLogin is OpenID Connect login (*auth.OIDC).
+type OIDCLogin interface {
+	Providers() []string
+	Start(ctx context.Context, name string) (auth.OIDCStart, error)
+	Callback(ctx context.Context, name, state, code, providerError string) (auth.LoginResult, error)
 }
 
 // Limiter counts hits per key in fixed windows (auth.RateLimiter).
@@ -68,7 +82,12 @@ type Deps struct {
 	// Without them their endpoints answer 503.
 	Channels ChannelStore
 	Content  ContentStore
-	Logger   *slog.Logger
+	// OIDC is the OpenID Connect login; nil: no provider configured.
+	OIDC OIDCLogin
+	// OIDCPostLoginURL, when set, makes the OIDC callback redirect there
+	// with the tokens in the URL fragment; empty: it answers JSON.
+	OIDCPostLoginURL string
+	Logger           *slog.Logger
 	// ClientIP returns the address rate limits count by (default: the
 	// connection's remote address). Behind a reverse proxy, set it to read
 	// the proxy's header — only then, since clients can forge headers.
@@ -104,11 +123,23 @@ var routes = []route{
 	{"POST", "/api/auth/mfa/confirm", (*API).mfaConfirm, "user"},
 	{"POST", "/api/auth/mfa/disable", (*API).mfaDisable, "user"},
 	{"POST", "/api/auth/mfa/verify", (*API).mfaVerify, ""},
+	{"GET", "/api/auth/oidc", (*API).oidcProviders, ""},
+	{"GET", "/api/auth/oidc/{name}/start", (*API).oidcStart, ""},
+	{"GET", "/api/auth/oidc/{name}/callback", (*API).oidcCallback, ""},
 	{"GET", "/api/users/me", (*API).getMe, "user"},
 	{"PUT", "/api/users/me", (*API).putMe, "user"},
 	{"GET", "/api/users", (*API).listUsers, "admin"},
 	{"GET", "/api/users/{id}", (*API).getUser, "admin"},
 	{"PUT", "/api/users/{id}/role", (*API).putRole, "admin"},
+
+	// Subscriptions: admins set anyone's tier (their own through /me too);
+	// a billing system uses the signed webhook. Viewers cannot.
+	{"POST", "/api/users/me/subscription", (*API).postMySubscription, "user"},
+	{"POST", "/api/users/{id}/subscription", (*API).postSubscription, "admin"},
+	{"POST", "/api/billing/subscription", (*API).billingWebhook, ""},
+	{"GET", "/api/users/me/profiles", (*API).listProfiles, "user"},
+	{"POST", "/api/users/me/profiles", (*API).createProfile, "user"},
+	{"DELETE", "/api/users/me/profiles/{id}", (*API).deleteProfile, "user"},
 
 	// A publisher's own channels (admins: all). Not under /api/channels,
 	// which is the web page's public list of live channels.

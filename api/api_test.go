@@ -89,6 +89,12 @@ func postgresRedis(t *testing.T) (store.Meta, store.Sessions) {
 }
 
 func newEnv(t *testing.T, open backend, limits api.Limits) *env {
+	return newEnvWith(t, open, limits, auth.Config{}, nil)
+}
+
+// newEnvWith is newEnv with an auth config, and setup to change the API's
+// dependencies once the server's URL (e.url) is known.
+func newEnvWith(t *testing.T, open backend, limits api.Limits, cfg auth.Config, setup func(e *env, d *api.Deps)) *env {
 	meta, sessions := open(t)
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -104,14 +110,19 @@ func newEnv(t *testing.T, open backend, limits api.Limits) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := auth.NewService(meta, sessions, hasher, tokens, auth.Config{}, log)
+	svc := auth.NewService(meta, sessions, hasher, tokens, cfg, log)
 	if limits == (api.Limits{}) {
 		limits = api.Limits{Auth: -1, API: -1}
 	}
-	h := api.New(api.Deps{Auth: svc, Users: svc, Limiter: auth.RateLimiter{Sessions: sessions}, Limits: limits,
-		Channels: meta, Content: meta, Logger: log})
-	srv := httptest.NewServer(h)
-	e := &env{t: t, url: srv.URL, svc: svc, key: key, logs: logs, sessions: sessions, meta: meta}
+	d := api.Deps{Auth: svc, Users: svc, Limiter: auth.RateLimiter{Sessions: sessions}, Limits: limits,
+		Channels: meta, Content: meta, Logger: log}
+	srv := httptest.NewUnstartedServer(nil)
+	e := &env{t: t, url: "http://" + srv.Listener.Addr().String(), svc: svc, key: key, logs: logs, sessions: sessions, meta: meta}
+	if setup != nil {
+		setup(e, &d)
+	}
+	srv.Config.Handler = api.New(d)
+	srv.Start()
 	t.Cleanup(func() {
 		srv.Close()
 		out := logs.String()

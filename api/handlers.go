@@ -64,12 +64,7 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	if res.Tokens == nil {
-		writeJSON(w, http.StatusOK, map[string]any{
-			"mfa_required": true, "mfa_token": res.MFAToken, "expires_in": int(res.MFAExpiresIn.Seconds())})
-		return
-	}
-	writeJSON(w, http.StatusOK, tokens(*res.Tokens))
+	a.writeLogin(w, res)
 }
 
 func (a *API) refresh(w http.ResponseWriter, r *http.Request) {

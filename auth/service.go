@@ -38,6 +38,16 @@ type Config struct {
 	// TOTPIssuer names the service in authenticator apps (default "streamd").
 	TOTPIssuer string
 	Lockout    LockoutConfig
+	// TierMaxHeight is the tallest rendition each tier may play (0 or
+	// missing: no cap), as the origin applies it: SetTier ends the
+	// sessions of a user whose new tier may play less.
+	TierMaxHeight map[store.Tier]int
+	// FamilyMaxProfiles is how many profiles a family account may hold
+	// (default 5).
+	FamilyMaxProfiles int
+	// BillingWebhookSecret authenticates the billing webhook (HMAC-SHA256
+	// of the body); empty turns the webhook off.
+	BillingWebhookSecret string
 }
 
 // Service is users, passwords, sessions, tokens and MFA. Safe for
@@ -68,6 +78,9 @@ func NewService(users UserStore, sessions store.Sessions, hasher *Hasher, tokens
 		cfg.TOTPIssuer = "streamd"
 	}
 	cfg.Lockout.defaults()
+	if cfg.FamilyMaxProfiles <= 0 {
+		cfg.FamilyMaxProfiles = 5
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -203,18 +216,21 @@ func (s *Service) Login(ctx context.Context, login, password string) (LoginResul
 	} else if left > 0 {
 		return LoginResult{}, &Error{Code: CodeRateLimited, Message: "too many failed logins; try again later", RetryAfter: left}
 	}
+	// Accounts created by an OIDC login have no password: they are
+	// checked against the dummy hash too, so they take as long to refuse.
+	hasPassword := known && u.PasswordHash != ""
 	hash := s.hasher.dummyHash()
-	if known {
+	if hasPassword {
 		hash = u.PasswordHash
 	}
 	ok, rehash, err := s.hasher.Verify(ctx, hash, password)
 	if err != nil && !errors.Is(err, ErrBadHash) {
 		return LoginResult{}, err
 	}
-	if errors.Is(err, ErrBadHash) && known {
+	if errors.Is(err, ErrBadHash) && hasPassword {
 		s.log.Error("stored password hash is unreadable", "user", u.ID)
 	}
-	if !ok || !known {
+	if !ok || !hasPassword {
 		if err := s.failed(ctx, lockKey); err != nil {
 			return LoginResult{}, err
 		}
@@ -231,6 +247,13 @@ func (s *Service) Login(ctx context.Context, login, password string) (LoginResul
 			}
 		}
 	}
+	return s.finishLogin(ctx, u)
+}
+
+// finishLogin is the end of every login whose first factor succeeded
+// (password, or an OIDC provider): a second-factor challenge when the
+// account has MFA on, tokens otherwise.
+func (s *Service) finishLogin(ctx context.Context, u store.User) (LoginResult, error) {
 	m, err := s.users.GetMFA(ctx, u.ID)
 	if err != nil && !isNotFound(err) {
 		return LoginResult{}, s.storeErr(err)

@@ -6,6 +6,7 @@ import (
 	_ "embed"
 	"fmt"
 	"net"
+	"net/url"
 	"regexp"
 	"strings"
 	"time"
@@ -60,6 +61,33 @@ type Auth struct {
 	// TierMaxHeight caps the renditions a subscription tier may play (the
 	// short side, e.g. 1080); 0: no cap.
 	TierMaxHeight map[string]int `yaml:"tier_max_height"`
+	// OIDC lists the OpenID Connect login providers (Google, Microsoft,
+	// Keycloak, …); empty: password login only.
+	OIDC []OIDCProvider `yaml:"oidc"`
+	// OIDCPostLoginURL, when set, is where the OIDC callback sends the
+	// browser with the tokens in the URL fragment; empty: the callback
+	// answers the tokens as JSON.
+	OIDCPostLoginURL string `yaml:"oidc_post_login_url"`
+	// BillingWebhookSecret authenticates POST /api/billing/subscription
+	// (HMAC-SHA256 of the body); empty: the webhook is off.
+	BillingWebhookSecret string `yaml:"billing_webhook_secret"`
+	// FamilyMaxProfiles is how many profiles a family account may hold.
+	FamilyMaxProfiles int `yaml:"family_max_profiles"`
+}
+
+// OIDCProvider is one OpenID Connect login provider.
+type OIDCProvider struct {
+	// Name is the {name} of /api/auth/oidc/{name}/start.
+	Name   string `yaml:"name"`
+	Issuer string `yaml:"issuer"`
+	// ClientID and ClientSecret are what the provider issued for streamd.
+	ClientID     string `yaml:"client_id"`
+	ClientSecret string `yaml:"client_secret"`
+	// RedirectURL is https://HOST/api/auth/oidc/{name}/callback, as
+	// registered at the provider.
+	RedirectURL string `yaml:"redirect_url"`
+	// Scopes asked for besides openid (empty: email, profile).
+	Scopes []string `yaml:"scopes"`
 }
 
 // Transcode configures the ffmpeg workers.
@@ -211,6 +239,8 @@ func Defaults() Config {
 			APIRatePerMinute:  600,
 			URLTokenTTL:       Duration(6 * time.Hour),
 			TierMaxHeight:     map[string]int{"free": 1080, "premium": 0, "family": 0},
+			OIDC:              []OIDCProvider{},
+			FamilyMaxProfiles: 5,
 		},
 		Transcode: Transcode{Encoder: "libx264", OverCapacity: "passthrough"},
 		Ladders:   []Ladder{defaultLadder()},
@@ -416,6 +446,14 @@ func (c *Config) Validate() []Problem {
 			add("auth.tier_max_height."+tier, "%d must be 0 (no cap) or a height such as 1080", h)
 		}
 	}
+	ps = append(ps, validateOIDC(a)...)
+	if s := a.BillingWebhookSecret; s != "" && len(s) < 32 {
+		// The secret is never echoed.
+		add("auth.billing_webhook_secret", "must be at least 32 characters (e.g. `openssl rand -hex 32`), or empty to turn the webhook off")
+	}
+	if a.FamilyMaxProfiles < 1 || a.FamilyMaxProfiles > 100 {
+		add("auth.family_max_profiles", "%d is outside 1..100", a.FamilyMaxProfiles)
+	}
 	if a.AuthRatePerMinute < 1 || a.APIRatePerMinute < 1 {
 		add("auth.auth_rate_per_minute", "auth.auth_rate_per_minute and auth.api_rate_per_minute must be at least 1")
 	}
@@ -466,6 +504,55 @@ func (c *Config) Validate() []Problem {
 	}
 	if len(c.Channels) == 0 {
 		add("channels", "no channel configured: add one, e.g. {name: main, stream_key: \"\"}")
+	}
+	return ps
+}
+
+var oidcName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
+
+// absURL reports whether s is an absolute http(s) URL without a fragment.
+func absURL(s string) (*url.URL, bool) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Fragment != "" {
+		return nil, false
+	}
+	return u, true
+}
+
+func isLocalhost(u *url.URL) bool {
+	h := u.Hostname()
+	return h == "localhost" || h == "127.0.0.1" || h == "::1"
+}
+
+func validateOIDC(a Auth) []Problem {
+	var ps []Problem
+	add := func(key, format string, args ...any) {
+		ps = append(ps, Problem{Key: key, Message: fmt.Sprintf(format, args...)})
+	}
+	names := map[string]bool{}
+	for i, p := range a.OIDC {
+		k := fmt.Sprintf("auth.oidc[%d]", i)
+		if !oidcName.MatchString(p.Name) {
+			add(k+".name", "%q must be 1-32 characters of a-z, 0-9, - and _, starting with a letter or digit", p.Name)
+		} else if names[p.Name] {
+			add(k+".name", "%q is used by another provider", p.Name)
+		}
+		names[p.Name] = true
+		if u, ok := absURL(p.Issuer); !ok || (u.Scheme != "https" && !isLocalhost(u)) {
+			add(k+".issuer", "%q must be the provider's https:// issuer URL (e.g. https://accounts.google.com)", p.Issuer)
+		}
+		if p.ClientID == "" {
+			add(k+".client_id", "must be the client id the provider issued for streamd")
+		}
+		want := "/api/auth/oidc/" + p.Name + "/callback"
+		if u, ok := absURL(p.RedirectURL); !ok || u.Path != want || u.RawQuery != "" {
+			add(k+".redirect_url", "%q must be this server's absolute URL of %s (e.g. https://streamd.example.com%s)", p.RedirectURL, want, want)
+		}
+	}
+	if a.OIDCPostLoginURL != "" {
+		if _, ok := absURL(a.OIDCPostLoginURL); !ok {
+			add("auth.oidc_post_login_url", "%q must be an absolute http(s) URL without a fragment, or empty", a.OIDCPostLoginURL)
+		}
 	}
 	return ps
 }

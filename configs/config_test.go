@@ -149,8 +149,14 @@ func TestStreamKeyNeverEchoed(t *testing.T) {
 	c.Storage.Objects.SecretKey = "s3secret99"
 	c.Storage.Meta.URL = "postgres://streamd:pgpass77@db:5432/streamd"
 	c.Storage.Sessions.URL = "redis://:redispass55@cache:6379/0"
+	c.Auth.URLSigningKey = "urlkey-secret-42"
+	c.Auth.BillingWebhookSecret = "webhook-secret-43"
+	c.Auth.OIDC = []OIDCProvider{{Name: "google", ClientSecret: "oidc-secret-44"}}
 	out, err := Marshal(c, false)
-	for _, secret := range []string{"topsecret1", "s3secret99", "pgpass77", "redispass55"} {
+	if c.Auth.OIDC[0].ClientSecret != "oidc-secret-44" {
+		t.Fatal("Marshal changed the caller's config")
+	}
+	for _, secret := range []string{"topsecret1", "s3secret99", "pgpass77", "redispass55", "urlkey-secret-42", "webhook-secret-43", "oidc-secret-44"} {
 		if err != nil || strings.Contains(string(out), secret) {
 			t.Fatalf("print leaks %s: %s %v", secret, out, err)
 		}
@@ -218,5 +224,65 @@ func TestProductionExampleIsValidWithSecretsFromEnv(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("missing secret %s not reported: %v", key, err)
 		}
+	}
+}
+
+func TestOIDCAndBillingKeys(t *testing.T) {
+	good := `auth:
+  oidc:
+    - name: google
+      issuer: https://accounts.google.com
+      client_id: abc.apps.googleusercontent.com
+      client_secret: s3cr3t-client
+      redirect_url: https://streamd.example.com/api/auth/oidc/google/callback
+      scopes: [email]
+  oidc_post_login_url: https://app.example.com/logged-in
+  billing_webhook_secret: 0123456789abcdef0123456789abcdef
+  family_max_profiles: 6
+`
+	cfg, err := Parse([]byte(good), "x", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Auth.OIDC) != 1 || cfg.Auth.OIDC[0].ClientSecret != "s3cr3t-client" || cfg.Auth.FamilyMaxProfiles != 6 ||
+		cfg.Auth.TierMaxHeight["free"] != 1080 {
+		t.Fatalf("%+v", cfg.Auth)
+	}
+	// From the environment, as a YAML flow list.
+	env := map[string]string{
+		"STREAMD_AUTH_OIDC":                   `[{name: kc, issuer: "http://localhost:8081/realms/x", client_id: streamd, redirect_url: "http://localhost:8080/api/auth/oidc/kc/callback"}]`,
+		"STREAMD_AUTH_BILLING_WEBHOOK_SECRET": "env-secret-env-secret-env-secret-1",
+	}
+	cfg, err = Parse(DefaultFile(), "d", func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil || len(cfg.Auth.OIDC) != 1 || cfg.Auth.OIDC[0].Name != "kc" || cfg.Auth.BillingWebhookSecret == "" {
+		t.Fatalf("env: %v %+v", err, cfg.Auth)
+	}
+
+	bad := `auth:
+  oidc:
+    - {name: Google, issuer: "http://accounts.google.com", client_id: "", redirect_url: "https://s.example/api/auth/oidc/other/callback"}
+    - {name: a, issuer: https://a.example, client_id: x, redirect_url: "https://s.example/api/auth/oidc/a/callback"}
+    - {name: a, issuer: https://a.example, client_id: x, redirect_url: "/api/auth/oidc/a/callback"}
+  oidc_post_login_url: "javascript:alert(1)"
+  billing_webhook_secret: short-s3cret
+  family_max_profiles: 0
+  oidcc: []
+`
+	_, err = Parse([]byte(bad), "x", noEnv)
+	if err == nil || !strings.Contains(err.Error(), `"oidc"`) {
+		t.Fatalf("misspelt key: %v", err)
+	}
+	_, err = Parse([]byte(strings.Replace(bad, "  oidcc: []\n", "", 1)), "x", noEnv)
+	for _, key := range []string{"auth.oidc[0].name", "auth.oidc[0].issuer", "auth.oidc[0].client_id", "auth.oidc[0].redirect_url",
+		"auth.oidc[2].name", "auth.oidc[2].redirect_url", "auth.oidc_post_login_url", "auth.billing_webhook_secret", "auth.family_max_profiles"} {
+		if err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("no problem for %s: %v", key, err)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), "short-s3cret") {
+		t.Errorf("the webhook secret is echoed: %v", err)
+	}
+	if strings.Contains(err.Error(), "auth.oidc[1]") {
+		t.Errorf("a good provider is reported: %v", err)
 	}
 }

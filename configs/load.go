@@ -300,12 +300,22 @@ func applyEnv(v reflect.Value, path string, lookupEnv func(string) (string, bool
 }
 
 // Marshal renders a configuration as YAML (for `streamd config print`).
-// Stream keys, the S3 secret and passwords in URLs are redacted unless
+// Stream keys, the S3 secret, signing keys, OIDC client secrets, the
+// billing webhook secret and passwords in URLs are redacted unless
 // showSecrets.
 func Marshal(c Config, showSecrets bool) ([]byte, error) {
 	if !showSecrets {
-		if c.Storage.Objects.SecretKey != "" {
-			c.Storage.Objects.SecretKey = "<redacted>"
+		redact := func(v *string) {
+			if *v != "" {
+				*v = "<redacted>"
+			}
+		}
+		redact(&c.Storage.Objects.SecretKey)
+		redact(&c.Auth.URLSigningKey)
+		redact(&c.Auth.BillingWebhookSecret)
+		c.Auth.OIDC = append(c.Auth.OIDC[:0:0], c.Auth.OIDC...)
+		for i := range c.Auth.OIDC {
+			redact(&c.Auth.OIDC[i].ClientSecret)
 		}
 		c.Storage.Meta.URL = RedactURL(c.Storage.Meta.URL)
 		c.Storage.Sessions.URL = RedactURL(c.Storage.Sessions.URL)

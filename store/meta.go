@@ -22,6 +22,10 @@ var ErrConflict = errors.New("already exists")
 // unknown role or tier, an empty name, preferences that are not JSON.
 var ErrInvalid = errors.New("invalid value")
 
+// ErrLimit is returned (wrapped) when a write would exceed a count limit
+// the caller gave (a family account's profiles).
+var ErrLimit = errors.New("limit reached")
+
 // ErrUnavailable is returned (wrapped, together with the backend's own
 // error) when the backend cannot be reached or does not answer: connection
 // refused or reset, server shutting down, timeout, disk errors. Callers on
@@ -330,4 +334,83 @@ type Users interface {
 	UseRecoveryCode(ctx context.Context, userID, codeHash string) error
 	// DeleteMFA removes the user's MFA state (missing is not an error).
 	DeleteMFA(ctx context.Context, userID string) error
+
+	// LinkIdentity links an account at an OpenID Connect provider to a
+	// user. The pair (issuer, subject) already linked: ErrConflict; no
+	// such user: ErrNotFound.
+	LinkIdentity(ctx context.Context, id Identity) (Identity, error)
+	// UserByIdentity finds the user linked to (issuer, subject), compared
+	// exactly (OIDC subjects are case-sensitive).
+	UserByIdentity(ctx context.Context, issuer, subject string) (User, error)
+
+	// CreateProfile adds a profile to the account p.UserID unless it holds
+	// max profiles already (ErrLimit), atomically: concurrent creations
+	// never exceed max. A name the account uses already (ASCII case
+	// ignored): ErrConflict; no such user: ErrNotFound.
+	CreateProfile(ctx context.Context, p Profile, max int) (Profile, error)
+	// ListProfiles returns the account's profiles, oldest first (empty
+	// non-nil when none).
+	ListProfiles(ctx context.Context, userID string) ([]Profile, error)
+	// DeleteProfile removes one of the account's profiles; ErrNotFound
+	// when the account has no profile with that id.
+	DeleteProfile(ctx context.Context, userID, profileID string) error
+}
+
+// Identity links a user to an account at an OpenID Connect provider.
+type Identity struct {
+	Issuer    string // the provider's issuer URL, as in its ID tokens
+	Subject   string // the provider's stable id of the account (sub)
+	UserID    string
+	CreatedAt time.Time // set by LinkIdentity
+}
+
+// Limits of the identity columns (both indexed): OIDC says a subject is
+// at most 255 ASCII characters; issuers are URLs.
+const (
+	maxIssuer  = 1024
+	maxSubject = 255
+)
+
+// Validate is what both SQL backends check before LinkIdentity writes.
+func (i Identity) Validate() error {
+	for _, f := range []struct {
+		name, v string
+		limit   int
+	}{{"issuer", i.Issuer, maxIssuer}, {"subject", i.Subject, maxSubject}, {"user id", i.UserID, maxUserName}} {
+		switch {
+		case f.v == "":
+			return fmt.Errorf("identity: %s is empty: %w", f.name, ErrInvalid)
+		case len(f.v) > f.limit:
+			return fmt.Errorf("identity: %s: %d bytes, at most %d: %w", f.name, len(f.v), f.limit, ErrInvalid)
+		case !ValidText(f.v):
+			return fmt.Errorf("identity: %s: not valid UTF-8 or contains NUL: %w", f.name, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// Profile is a viewer profile under an account (the family tier).
+type Profile struct {
+	ID        string // set by CreateProfile when empty
+	UserID    string // the account
+	Name      string // unique within the account, ASCII case ignored
+	CreatedAt time.Time
+}
+
+// maxProfileName bounds the indexed name column.
+const maxProfileName = 256
+
+// Validate is what both SQL backends check before CreateProfile writes.
+func (p Profile) Validate(max int) error {
+	switch {
+	case max < 1:
+		return fmt.Errorf("profile: limit %d: %w", max, ErrLimit)
+	case p.Name == "" || p.UserID == "":
+		return fmt.Errorf("profile: name or user id is empty: %w", ErrInvalid)
+	case len(p.Name) > maxProfileName || len(p.ID) > maxUserName || len(p.UserID) > maxUserName:
+		return fmt.Errorf("profile: name or id over %d bytes: %w", maxProfileName, ErrInvalid)
+	case !ValidText(p.Name) || !ValidText(p.ID) || !ValidText(p.UserID):
+		return fmt.Errorf("profile: not valid UTF-8 or contains NUL: %w", ErrInvalid)
+	}
+	return nil
 }

@@ -33,11 +33,39 @@ func newAuthService(cfg configs.Config, meta store.Meta, sessions store.Sessions
 	if err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
-	return auth.NewService(meta, sessions, hasher, tokens, auth.Config{
+	heights := map[store.Tier]int{}
+	for t, h := range cfg.Auth.TierMaxHeight {
+		heights[store.Tier(t)] = h
+	}
+	svc := auth.NewService(meta, sessions, hasher, tokens, auth.Config{
 		RefreshTTL: time.Duration(cfg.Auth.RefreshTTL),
 		Lockout: auth.LockoutConfig{MaxFailures: cfg.Auth.LockoutFailures, Window: time.Duration(cfg.Auth.LockoutWindow),
 			Duration: time.Duration(cfg.Auth.LockoutDuration)},
-	}, log), nil
+		TierMaxHeight:        heights,
+		FamilyMaxProfiles:    cfg.Auth.FamilyMaxProfiles,
+		BillingWebhookSecret: cfg.Auth.BillingWebhookSecret,
+	}, log)
+	if _, err := newOIDC(cfg, svc); err != nil {
+		return nil, err
+	}
+	return svc, nil
+}
+
+// newOIDC is the OIDC login of auth.oidc (nil when no provider is set).
+func newOIDC(cfg configs.Config, svc *auth.Service) (*auth.OIDC, error) {
+	if len(cfg.Auth.OIDC) == 0 {
+		return nil, nil
+	}
+	var ps []auth.OIDCProvider
+	for _, p := range cfg.Auth.OIDC {
+		ps = append(ps, auth.OIDCProvider{Name: p.Name, Issuer: p.Issuer, ClientID: p.ClientID,
+			ClientSecret: p.ClientSecret, RedirectURL: p.RedirectURL, Scopes: p.Scopes})
+	}
+	o, err := svc.NewOIDC(auth.OIDCConfig{Providers: ps})
+	if err != nil {
+		return nil, fmt.Errorf("auth.oidc: %w", err)
+	}
+	return o, nil
 }
 
 // signingKey reads auth.jwt_key_file, or the key generated into data_dir.
@@ -66,12 +94,19 @@ func signingKey(cfg configs.Config, log *slog.Logger) (ed25519.PrivateKey, error
 
 // newAPI is the /api handler.
 func newAPI(cfg configs.Config, svc *auth.Service, meta store.Meta, sessions store.Sessions, log *slog.Logger) http.Handler {
-	return api.New(api.Deps{
+	d := api.Deps{
 		Auth: svc, Users: svc, Limiter: auth.RateLimiter{Sessions: sessions},
-		Channels: meta, Content: meta,
+		Channels: meta, Content: meta, OIDCPostLoginURL: cfg.Auth.OIDCPostLoginURL,
 		Limits: api.Limits{Auth: cfg.Auth.AuthRatePerMinute, API: cfg.Auth.APIRatePerMinute, Window: time.Minute},
 		Logger: log,
-	})
+	}
+	// newAuthService checked the providers already.
+	if o, err := newOIDC(cfg, svc); err != nil {
+		log.Error("OIDC login is off", "err", err)
+	} else if o != nil {
+		d.OIDC = o
+	}
+	return api.New(d)
 }
 
 // cmdUser implements `streamd user add`: the way to create the first admin

@@ -180,6 +180,112 @@ func testUsers(t *testing.T, open func(t *testing.T) store.Meta) {
 		_, err = m.GetMFA(ctx, u.ID)
 		mustIs(t, err, store.ErrNotFound, "get after delete")
 	})
+
+	t.Run("Identities", func(t *testing.T) {
+		m := open(t)
+		u, err := m.CreateUser(ctx, store.User{Email: "ann@example.com", Username: "ann"})
+		must(t, err, "create")
+		v, err := m.CreateUser(ctx, store.User{Email: "bob@example.com", Username: "bob"})
+		must(t, err, "create bob")
+		const iss = "https://issuer.example"
+		_, err = m.UserByIdentity(ctx, iss, "sub-1")
+		mustIs(t, err, store.ErrNotFound, "before link")
+		id, err := m.LinkIdentity(ctx, store.Identity{Issuer: iss, Subject: "sub-1", UserID: u.ID})
+		must(t, err, "link")
+		recent(t, "identity created_at", id.CreatedAt)
+		got, err := m.UserByIdentity(ctx, iss, "sub-1")
+		must(t, err, "by identity")
+		if got.ID != u.ID || got.Email != u.Email {
+			t.Fatalf("by identity = %+v", got)
+		}
+		// Subjects are case-sensitive; issuers differ per provider.
+		_, err = m.UserByIdentity(ctx, iss, "SUB-1")
+		mustIs(t, err, store.ErrNotFound, "other case")
+		_, err = m.UserByIdentity(ctx, iss+"/", "sub-1")
+		mustIs(t, err, store.ErrNotFound, "other issuer")
+		_, err = m.LinkIdentity(ctx, store.Identity{Issuer: iss, Subject: "sub-1", UserID: v.ID})
+		mustIs(t, err, store.ErrConflict, "same pair for another user")
+		// A user may have several identities (providers, or accounts).
+		_, err = m.LinkIdentity(ctx, store.Identity{Issuer: "https://other.example", Subject: "sub-1", UserID: u.ID})
+		must(t, err, "second provider")
+		_, err = m.LinkIdentity(ctx, store.Identity{Issuer: iss, Subject: metachars, UserID: v.ID})
+		must(t, err, "metachar subject")
+		if got, err := m.UserByIdentity(ctx, iss, metachars); err != nil || got.ID != v.ID {
+			t.Fatalf("metachar subject: %+v %v", got, err)
+		}
+		_, err = m.LinkIdentity(ctx, store.Identity{Issuer: iss, Subject: "sub-2", UserID: "nobody"})
+		mustIs(t, err, store.ErrNotFound, "link to nobody")
+		for name, bad := range map[string]store.Identity{
+			"empty subject": {Issuer: iss, UserID: u.ID},
+			"empty issuer":  {Subject: "s", UserID: u.ID},
+			"long subject":  {Issuer: iss, Subject: big(), UserID: u.ID},
+			"NUL":           {Issuer: iss, Subject: "a\x00b", UserID: u.ID},
+		} {
+			_, err := m.LinkIdentity(ctx, bad)
+			mustIs(t, err, store.ErrInvalid, name)
+		}
+	})
+
+	t.Run("Profiles", func(t *testing.T) {
+		m := open(t)
+		u, err := m.CreateUser(ctx, store.User{Email: "ann@example.com", Username: "ann"})
+		must(t, err, "create")
+		v, err := m.CreateUser(ctx, store.User{Email: "bob@example.com", Username: "bob"})
+		must(t, err, "create bob")
+		list, err := m.ListProfiles(ctx, u.ID)
+		must(t, err, "list empty")
+		if list == nil || len(list) != 0 {
+			t.Fatalf("empty list = %#v", list)
+		}
+		p1, err := m.CreateProfile(ctx, store.Profile{UserID: u.ID, Name: "Kids"}, 3)
+		must(t, err, "create")
+		recent(t, "profile created_at", p1.CreatedAt)
+		if p1.ID == "" || p1.UserID != u.ID || p1.Name != "Kids" {
+			t.Fatalf("create = %+v", p1)
+		}
+		_, err = m.CreateProfile(ctx, store.Profile{UserID: u.ID, Name: "kids"}, 3)
+		mustIs(t, err, store.ErrConflict, "same name, other case")
+		_, err = m.CreateProfile(ctx, store.Profile{UserID: v.ID, Name: "Kids"}, 3)
+		must(t, err, "same name in another account")
+		p2, err := m.CreateProfile(ctx, store.Profile{UserID: u.ID, Name: metachars}, 3)
+		must(t, err, "metachar name")
+		_, err = m.CreateProfile(ctx, store.Profile{UserID: "nobody", Name: "x"}, 3)
+		mustIs(t, err, store.ErrNotFound, "profile of nobody")
+		_, err = m.CreateProfile(ctx, store.Profile{UserID: u.ID, Name: big()}, 3)
+		mustIs(t, err, store.ErrInvalid, "1 MB name")
+		_, err = m.CreateProfile(ctx, store.Profile{UserID: u.ID, Name: ""}, 3)
+		mustIs(t, err, store.ErrInvalid, "empty name")
+
+		// The limit holds under concurrent creations.
+		var wins atomic.Int32
+		var wg sync.WaitGroup
+		errs := make(chan error, 8)
+		for i := range 8 {
+			wg.Go(func() {
+				switch _, err := m.CreateProfile(ctx, store.Profile{UserID: u.ID, Name: fmt.Sprint("p", i)}, 3); {
+				case err == nil:
+					wins.Add(1)
+				case !errors.Is(err, store.ErrLimit) && !errors.Is(err, store.ErrUnavailable):
+					errs <- err
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		list, err = m.ListProfiles(ctx, u.ID)
+		must(t, err, "list")
+		if wins.Load() != 1 || len(list) != 3 || list[0].ID != p1.ID || list[1].ID != p2.ID || list[1].Name != metachars {
+			t.Fatalf("%d concurrent wins, list = %+v", wins.Load(), list)
+		}
+		mustIs(t, m.DeleteProfile(ctx, v.ID, p1.ID), store.ErrNotFound, "delete another account's profile")
+		must(t, m.DeleteProfile(ctx, u.ID, p1.ID), "delete")
+		mustIs(t, m.DeleteProfile(ctx, u.ID, p1.ID), store.ErrNotFound, "delete again")
+		_, err = m.CreateProfile(ctx, store.Profile{UserID: u.ID, Name: "Kids"}, 3)
+		must(t, err, "room again after delete")
+	})
 }
 
 func mustJSON(v any) string {
