@@ -30,6 +30,7 @@ type Config struct {
 	Storage   Storage   `yaml:"storage"`
 	Live      Live      `yaml:"live"`
 	Auth      Auth      `yaml:"auth"`
+	Upload    Upload    `yaml:"upload"`
 	Transcode Transcode `yaml:"transcode"`
 	Ladders   []Ladder  `yaml:"ladders"`
 	Channels  []Channel `yaml:"channels"`
@@ -88,6 +89,17 @@ type OIDCProvider struct {
 	RedirectURL string `yaml:"redirect_url"`
 	// Scopes asked for besides openid (empty: email, profile).
 	Scopes []string `yaml:"scopes"`
+}
+
+// Upload configures the resumable (tus) upload of masters.
+type Upload struct {
+	// MaxSizeMB is the largest master accepted, in MiB; 0: no limit.
+	MaxSizeMB int64 `yaml:"max_size_mb"`
+	// TempDir holds uploads in progress; on the same disk as
+	// storage.objects.path, finished masters are renamed, not copied.
+	TempDir string `yaml:"temp_dir"`
+	// PresignExpiry is how long presigned S3 part URLs stay valid.
+	PresignExpiry Duration `yaml:"presign_expiry"`
 }
 
 // Transcode configures the ffmpeg workers.
@@ -242,6 +254,7 @@ func Defaults() Config {
 			OIDC:              []OIDCProvider{},
 			FamilyMaxProfiles: 5,
 		},
+		Upload:    Upload{MaxSizeMB: 51200, TempDir: "./data/uploads", PresignExpiry: Duration(6 * time.Hour)},
 		Transcode: Transcode{Encoder: "libx264", OverCapacity: "passthrough"},
 		Ladders:   []Ladder{defaultLadder()},
 		Channels:  []Channel{{Name: "main"}},
@@ -456,6 +469,15 @@ func (c *Config) Validate() []Problem {
 	}
 	if a.AuthRatePerMinute < 1 || a.APIRatePerMinute < 1 {
 		add("auth.auth_rate_per_minute", "auth.auth_rate_per_minute and auth.api_rate_per_minute must be at least 1")
+	}
+	if c.Upload.MaxSizeMB < 0 {
+		add("upload.max_size_mb", "%d must be 0 (no limit) or more", c.Upload.MaxSizeMB)
+	}
+	if c.Upload.TempDir == "" {
+		add("upload.temp_dir", "must name a folder for uploads in progress")
+	}
+	if d := time.Duration(c.Upload.PresignExpiry); d < time.Minute || d > 7*24*time.Hour {
+		add("upload.presign_expiry", "%s is outside 1m..168h (S3's limit)", d)
 	}
 	switch c.Transcode.Encoder {
 	case "libx264", "h264_nvenc", "h264_vaapi", "h264_qsv":

@@ -182,6 +182,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	webUI := web.New(m.Hub, m.Log)
 	mux.Handle("/api/", newAPI(cfg, svc, m.Meta, m.Sessions, m.Log))
+	up, err := newUploads(cfg, objs, svc, m.Log)
+	if err != nil {
+		return err
+	}
+	mux.Handle(uploadBase, up)
 	mux.Handle("GET /api/streaming/{id}", streamingHandler{cfg: cfg, signer: signer, now: time.Now,
 		principal: func(r *http.Request) (auth.Principal, error) {
 			tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")

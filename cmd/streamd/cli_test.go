@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -189,5 +191,84 @@ func TestFirstAdminThenAPI(t *testing.T) {
 	resp.Body.Close()
 	if strings.Contains(logs.String(), "correct horse") || strings.Contains(logs.String(), tok.AccessToken) {
 		t.Error("a password or token reached the log")
+	}
+}
+
+// TestUploadThroughTheBinary: a publisher uploads a master with tus and it
+// lands in the object store; a viewer may not.
+func TestUploadThroughTheBinary(t *testing.T) {
+	dir := t.TempDir()
+	for k, v := range map[string]string{
+		"STREAMD_DATA_DIR": filepath.Join(dir, "data"), "STREAMD_STORAGE_OBJECTS_PATH": filepath.Join(dir, "objects"),
+		"STREAMD_STORAGE_META_URL": filepath.Join(dir, "data", "streamd.db"), "STREAMD_UPLOAD_TEMP_DIR": filepath.Join(dir, "uploads"),
+	} {
+		t.Setenv(k, v)
+	}
+	for _, u := range []struct{ name, role string }{{"pub", "publisher"}, {"watcher", "viewer"}} {
+		var out, errb bytes.Buffer
+		if code := run(context.Background(), []string{"user", "add", "--email", u.name + "@example.com", "--username", u.name, "--role", u.role},
+			strings.NewReader("a long enough passphrase\n"), &out, &errb); code != 0 {
+			t.Fatalf("user add %s: %s", u.name, errb.String())
+		}
+	}
+	cfg, err := configs.Load("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.HTTP.Addr, cfg.RTMP.Addr, cfg.RTSP.Addr = "127.0.0.1:0", "", "127.0.0.1:0"
+	cfg.RTSP.UDPRTPAddr, cfg.RTSP.UDPRTCPAddr = "", ""
+	m := &Main{Config: cfg}
+	if err := m.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	base := "http://" + m.HTTPAddr.String()
+	login := func(user string) string {
+		resp, err := http.Post(base+"/api/auth/login", "application/json", strings.NewReader(`{"username":"`+user+`","password":"a long enough passphrase"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var tok struct {
+			AccessToken string `json:"access_token"`
+		}
+		json.NewDecoder(resp.Body).Decode(&tok)
+		return tok.AccessToken
+	}
+	data := bytes.Repeat([]byte("streamd master bytes "), 5000)
+	create := func(token string) *http.Response {
+		req, _ := http.NewRequest("POST", base+"/api/uploads/", nil)
+		req.Header.Set("Tus-Resumable", "1.0.0")
+		req.Header.Set("Upload-Length", strconv.Itoa(len(data)))
+		req.Header.Set("Upload-Metadata", "filename "+base64.StdEncoding.EncodeToString([]byte("master.mp4")))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := create(login("watcher")); resp.StatusCode != 403 {
+		t.Errorf("viewer upload: %d", resp.StatusCode)
+	}
+	resp := create(login("pub"))
+	if resp.StatusCode != 201 {
+		t.Fatalf("create: %d", resp.StatusCode)
+	}
+	loc, _ := resp.Location()
+	req, _ := http.NewRequest("PATCH", loc.String(), bytes.NewReader(data))
+	req.Header.Set("Tus-Resumable", "1.0.0")
+	req.Header.Set("Upload-Offset", "0")
+	req.Header.Set("Content-Type", "application/offset+octet-stream")
+	req.Header.Set("Authorization", "Bearer "+login("pub"))
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 204 {
+		t.Fatalf("patch: %v %d", err, resp.StatusCode)
+	}
+	resp.Body.Close()
+	infos, err := m.Objects.List(context.Background(), "masters/")
+	if err != nil || len(infos) != 1 || infos[0].Size != int64(len(data)) || !strings.HasSuffix(infos[0].Key, "/master.mp4") {
+		t.Fatalf("stored masters: %+v %v", infos, err)
 	}
 }
