@@ -118,19 +118,14 @@ func cmdUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		fmt.Fprintln(stderr, "usage: streamd user add --email E --username U [--role admin|publisher|viewer] [--config FILE]  (password on stdin)")
 		return 2
 	}
-	fs := flag.NewFlagSet("user add", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "", "config file (default: the embedded default config)")
-	email := fs.String("email", "", "email address")
-	username := fs.String("username", "", "user name")
-	role := fs.String("role", "viewer", "admin, publisher or viewer")
-	if err := fs.Parse(args[1:]); err != nil {
-		return 2
-	}
-	cfg, err := configs.Load(*path, nil)
-	if err != nil {
-		fmt.Fprintln(stderr, "streamd:", err)
-		return 1
+	var email, username, role *string
+	cfg, code := loadWithFlags("user add", args[1:], stderr, func(fs *flag.FlagSet) {
+		email = fs.String("email", "", "email address")
+		username = fs.String("username", "", "user name")
+		role = fs.String("role", "viewer", "admin, publisher or viewer")
+	})
+	if code != 0 {
+		return code
 	}
 	if isTerminal(stdin) {
 		fmt.Fprint(stderr, "Password: ")

@@ -98,17 +98,32 @@ func versionString() string {
 	return v
 }
 
-func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+
+// loadWithFlags parses a subcommand's flags — --config plus whatever
+// define adds — and loads the configuration. When it returns a non-zero
+// code, the command exits with it (the reason is already printed).
+func loadWithFlags(name string, args []string, stderr io.Writer, define func(*flag.FlagSet)) (configs.Config, int) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "config file (default: the embedded default config)")
+	if define != nil {
+		define(fs)
+	}
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return configs.Config{}, 2
 	}
 	cfg, err := configs.Load(*path, nil)
 	if err != nil {
 		fmt.Fprintln(stderr, "streamd:", err)
-		return 1
+		return configs.Config{}, 1
+	}
+	return cfg, 0
+}
+
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, code := loadWithFlags("serve", args, stderr, nil)
+	if code != 0 {
+		return code
 	}
 	log := newLogger(stderr, cfg.Log)
 	redis.SetLogger(redisLog{log})
@@ -169,16 +184,9 @@ func cmdConfigCheck(ctx context.Context, args []string, stdout, stderr io.Writer
 }
 
 func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "", "config file (default: the embedded default config)")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	cfg, err := configs.Load(*path, nil)
-	if err != nil {
-		fmt.Fprintln(stderr, "streamd:", err)
-		return 1
+	cfg, code := loadWithFlags("migrate", args, stderr, nil)
+	if code != 0 {
+		return code
 	}
 	// Opening migrates (an advisory lock on PostgreSQL makes concurrent
 	// starts migrate once).
@@ -193,17 +201,12 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 }
 
 func cmdConfigPrint(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("config print", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "", "config file (default: the embedded default config)")
-	secrets := fs.Bool("show-secrets", false, "print stream keys instead of <redacted>")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	cfg, err := configs.Load(*path, nil)
-	if err != nil {
-		fmt.Fprintln(stderr, "streamd:", err)
-		return 1
+	var secrets *bool
+	cfg, code := loadWithFlags("config print", args, stderr, func(fs *flag.FlagSet) {
+		secrets = fs.Bool("show-secrets", false, "print stream keys and other secrets instead of <redacted>")
+	})
+	if code != 0 {
+		return code
 	}
 	out, err := configs.Marshal(cfg, *secrets)
 	if err != nil {
