@@ -98,7 +98,6 @@ func versionString() string {
 	return v
 }
 
-
 // loadWithFlags parses a subcommand's flags — --config plus whatever
 // define adds — and loads the configuration. When it returns a non-zero
 // code, the command exits with it (the reason is already printed).
