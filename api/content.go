@@ -34,12 +34,33 @@ type contentJSON struct {
 	Genre          string               `json:"genre"`
 	Visibility     store.Visibility     `json:"visibility"`
 	EncodingStatus store.EncodingStatus `json:"encoding_status"`
-	CreatedAt      time.Time            `json:"created_at"`
+	// EncodingProgress is the percent done while processing.
+	EncodingProgress *float64 `json:"encoding_progress,omitempty"`
+	// EncodingReason says why it failed (or, while queued, why an
+	// attempt is being retried).
+	EncodingReason string    `json:"encoding_reason,omitempty"`
+	Play           *playJSON `json:"play,omitempty"`
+	CreatedAt      time.Time `json:"created_at"`
+}
+
+// playJSON are the play URLs of a ready item (the origin's /vod/ tree).
+type playJSON struct {
+	HLS  string `json:"hls"`
+	DASH string `json:"dash"`
 }
 
 func toContentJSON(c store.Content) contentJSON {
-	return contentJSON{ID: c.ID, Title: c.Title, Description: c.Description, Genre: c.Genre,
-		Visibility: c.Visibility, EncodingStatus: c.EncodingStatus, CreatedAt: c.CreatedAt}
+	j := contentJSON{ID: c.ID, Title: c.Title, Description: c.Description, Genre: c.Genre,
+		Visibility: c.Visibility, EncodingStatus: c.EncodingStatus, EncodingReason: c.EncodingReason, CreatedAt: c.CreatedAt}
+	switch c.EncodingStatus {
+	case store.EncodingProcessing, store.EncodingRunning:
+		p := c.EncodingProgress
+		j.EncodingProgress = &p
+	case store.EncodingReady:
+		base := "/vod/" + url.PathEscape(c.ID) + "/"
+		j.Play = &playJSON{HLS: base + "index.m3u8", DASH: base + "manifest.mpd"}
+	}
+	return j
 }
 
 func (a *API) content(w http.ResponseWriter, r *http.Request) (ContentStore, bool) {

@@ -113,6 +113,9 @@ type Transcode struct {
 	// MaxLiveWorkers bounds concurrent live transcodes; 0: half the cores
 	// (at least 1).
 	MaxLiveWorkers int `yaml:"max_live_workers"`
+	// MaxVODWorkers bounds concurrent VOD transcode jobs on this node (the
+	// job queue's MaxWorkers); at least 1.
+	MaxVODWorkers int `yaml:"max_vod_workers"`
 	// OverCapacity says what a publish beyond MaxLiveWorkers gets:
 	// passthrough (the source rendition only) or refuse.
 	OverCapacity string `yaml:"over_capacity"`
@@ -255,7 +258,7 @@ func Defaults() Config {
 			FamilyMaxProfiles: 5,
 		},
 		Upload:    Upload{MaxSizeMB: 51200, TempDir: "./data/uploads", PresignExpiry: Duration(6 * time.Hour)},
-		Transcode: Transcode{Encoder: "libx264", OverCapacity: "passthrough"},
+		Transcode: Transcode{Encoder: "libx264", OverCapacity: "passthrough", MaxVODWorkers: 1},
 		Ladders:   []Ladder{defaultLadder()},
 		Channels:  []Channel{{Name: "main"}},
 	}
@@ -488,6 +491,9 @@ func (c *Config) Validate() []Problem {
 	case "passthrough", "refuse":
 	default:
 		add("transcode.over_capacity", "%q is not one of passthrough, refuse", c.Transcode.OverCapacity)
+	}
+	if c.Transcode.MaxVODWorkers < 1 {
+		add("transcode.max_vod_workers", "%d must be 1 or more", c.Transcode.MaxVODWorkers)
 	}
 	if c.Transcode.MaxLiveWorkers < 0 {
 		add("transcode.max_live_workers", "%d must be 0 (half the cores) or more", c.Transcode.MaxLiveWorkers)

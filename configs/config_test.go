@@ -286,3 +286,22 @@ func TestOIDCAndBillingKeys(t *testing.T) {
 		t.Errorf("a good provider is reported: %v", err)
 	}
 }
+
+func TestMaxVODWorkers(t *testing.T) {
+	if d := Defaults(); d.Transcode.MaxVODWorkers != 1 {
+		t.Fatalf("default transcode.max_vod_workers = %d, want 1", d.Transcode.MaxVODWorkers)
+	}
+	cfg, err := Parse(DefaultFile(), "d", func(k string) (string, bool) {
+		if k == "STREAMD_TRANSCODE_MAX_VOD_WORKERS" {
+			return "3", true
+		}
+		return "", false
+	})
+	if err != nil || cfg.Transcode.MaxVODWorkers != 3 {
+		t.Fatalf("env override: %d %v", cfg.Transcode.MaxVODWorkers, err)
+	}
+	_, err = Parse([]byte("transcode:\n  max_vod_workers: 0\n"), "x", noEnv)
+	if err == nil || !strings.Contains(err.Error(), "transcode.max_vod_workers") {
+		t.Fatalf("0 workers not refused: %v", err)
+	}
+}

@@ -123,18 +123,42 @@ func (v Visibility) Valid() bool { return v == VisibilityPublic || v == Visibili
 // EncodingStatus is where a content item is in the VOD pipeline.
 type EncodingStatus string
 
-// Encoding statuses.
+// Encoding statuses. An uploaded master goes uploaded → queued →
+// processing (with a percent) → ready or failed (with a reason). Pending
+// is an item created without a master (metadata only); running is the
+// older name of processing, still accepted.
 const (
-	EncodingPending EncodingStatus = "pending"
-	EncodingRunning EncodingStatus = "running"
-	EncodingReady   EncodingStatus = "ready"
-	EncodingFailed  EncodingStatus = "failed"
+	EncodingPending    EncodingStatus = "pending"
+	EncodingUploaded   EncodingStatus = "uploaded"
+	EncodingQueued     EncodingStatus = "queued"
+	EncodingProcessing EncodingStatus = "processing"
+	EncodingRunning    EncodingStatus = "running"
+	EncodingReady      EncodingStatus = "ready"
+	EncodingFailed     EncodingStatus = "failed"
 )
 
 // Valid reports whether s is a known status.
 func (s EncodingStatus) Valid() bool {
-	return s == EncodingPending || s == EncodingRunning || s == EncodingReady || s == EncodingFailed
+	switch s {
+	case EncodingPending, EncodingUploaded, EncodingQueued, EncodingProcessing, EncodingRunning, EncodingReady, EncodingFailed:
+		return true
+	}
+	return false
 }
+
+// Encoding is a content item's place in the VOD pipeline, as
+// UpdateEncoding writes it.
+type Encoding struct {
+	Status EncodingStatus
+	// Progress is the percent done (0–100) while processing; 100 when
+	// ready.
+	Progress float64
+	// Reason is the one line saying why it failed; empty otherwise.
+	Reason string
+}
+
+// MaxEncodingReason bounds Encoding.Reason (longer ones are cut).
+const MaxEncodingReason = 1024
 
 // Content is a VOD asset (the {asset} of /vod/{asset}/).
 type Content struct {
@@ -146,6 +170,13 @@ type Content struct {
 	EncodingStatus EncodingStatus // empty means pending
 	OwnerID        string         // the user who created it; may be empty
 	CreatedAt      time.Time      // set by CreateContent
+	// EncodingProgress is the percent done (0–100) while processing.
+	EncodingProgress float64
+	// EncodingReason is the one-line reason of a failed encoding.
+	EncodingReason string
+	// MasterKey is the object key of the uploaded master
+	// (masters/{upload}/{filename}); empty for items without one.
+	MasterKey string
 }
 
 // ContentQuery selects a page of the catalog, newest first (created_at,
@@ -199,6 +230,10 @@ type Meta interface {
 	CreateContent(ctx context.Context, c Content) (Content, error)
 	GetContent(ctx context.Context, id string) (Content, error)
 	SetEncodingStatus(ctx context.Context, id string, s EncodingStatus) error
+	// UpdateEncoding sets the item's status, progress and reason at once
+	// (SetEncodingStatus resets progress and reason). Progress outside
+	// 0–100 is ErrInvalid; a reason is cut to MaxEncodingReason bytes.
+	UpdateEncoding(ctx context.Context, id string, e Encoding) error
 	// ListContent returns one page of the catalog (see ContentQuery).
 	ListContent(ctx context.Context, q ContentQuery) ([]Content, error)
 

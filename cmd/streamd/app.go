@@ -21,6 +21,7 @@ import (
 	"github.com/streamd/streamd/configs"
 	"github.com/streamd/streamd/ingest/rtmp"
 	"github.com/streamd/streamd/ingest/rtsp"
+	"github.com/streamd/streamd/jobs"
 	"github.com/streamd/streamd/live"
 	"github.com/streamd/streamd/origin"
 	"github.com/streamd/streamd/packager"
@@ -52,6 +53,11 @@ type Main struct {
 	Objects  store.Objects
 	Meta     store.Meta
 	Sessions store.Sessions
+	// VODJob is the job spec (vod.ParseJob's JSON) for uploaded masters;
+	// nil means vod.DefaultJob.
+	VODJob []byte
+	// Jobs is the VOD job queue, started by Run.
+	Jobs *jobs.Queue
 
 	backends *backends
 	packager *packager.Packager
@@ -182,11 +188,15 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	webUI := web.New(m.Hub, m.Log)
 	mux.Handle("/api/", newAPI(cfg, svc, m.Meta, m.Sessions, m.Log))
-	up, err := newUploads(cfg, objs, svc, m.Log)
+	if m.Jobs, err = openJobs(ctx, cfg, objs, m.Meta, m.Log); err != nil {
+		return err
+	}
+	up, err := newUploads(cfg, objs, svc, enqueueUpload(m.Meta, m.Jobs, m.VODJob, m.Log), m.Log)
 	if err != nil {
 		return err
 	}
 	mux.Handle(uploadBase, up)
+	mux.Handle("DELETE /api/content/{id}/job", cancelJobHandler(m.Meta, m.Jobs, svc))
 	mux.Handle("GET /api/streaming/{id}", streamingHandler{cfg: cfg, signer: signer, now: time.Now,
 		principal: func(r *http.Request) (auth.Principal, error) {
 			tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -347,6 +357,14 @@ func (m *Main) Close() error {
 		m.http = nil
 	} else if m.httpLn != nil {
 		m.httpLn.Close()
+	}
+	if m.Jobs != nil {
+		// Running encodes get a moment to finish, then are cancelled:
+		// River runs them again at the next start.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		m.Jobs.Stop(ctx)
+		cancel()
+		m.Jobs = nil
 	}
 	if m.backends != nil {
 		m.backends.Close()

@@ -15,7 +15,8 @@ import (
 const uploadBase = "/api/uploads/"
 
 // newUploads builds the resumable-upload handler on the object store.
-func newUploads(cfg configs.Config, objs store.Objects, svc *auth.Service, log *slog.Logger) (*upload.Handler, error) {
+func newUploads(cfg configs.Config, objs store.Objects, svc *auth.Service,
+	onComplete func(context.Context, upload.Upload) error, log *slog.Logger) (*upload.Handler, error) {
 	var s3 *upload.S3Config
 	if o := cfg.Storage.Objects; o.Driver == "s3" {
 		s3 = &upload.S3Config{Endpoint: o.Endpoint, Bucket: o.Bucket, Region: o.Region, AccessKey: o.AccessKey,
@@ -37,11 +38,8 @@ func newUploads(cfg configs.Config, objs store.Objects, svc *auth.Service, log *
 			}
 			return upload.Identity{UserID: p.UserID, Role: string(p.Role)}, nil
 		}),
-		// The VOD job queue will take masters from here; until then the
-		// operator sees each finished master in the log.
-		OnComplete: func(ctx context.Context, u upload.Upload) error {
-			log.Info("master uploaded", "component", "upload", "key", u.Key, "bytes", u.Size, "user", u.UserID)
-			return nil
-		},
+		// A finished master becomes a content item and a transcode job
+		// (enqueueUpload, jobs.go).
+		OnComplete: onComplete,
 	})
 }

@@ -207,11 +207,12 @@ func (db *DB) RecordLogin(ctx context.Context, id string, at time.Time) error {
 	return nil
 }
 
-const contentCols = `id, title, description, genre, visibility, encoding_status, owner_id, created_at`
+const contentCols = `id, title, description, genre, visibility, encoding_status, owner_id, created_at, encoding_progress, encoding_reason, master_key`
 
 func scanContent(s scanner) (store.Content, error) {
 	var c store.Content
-	err := s.Scan(&c.ID, &c.Title, &c.Description, &c.Genre, &c.Visibility, &c.EncodingStatus, &c.OwnerID, &c.CreatedAt)
+	err := s.Scan(&c.ID, &c.Title, &c.Description, &c.Genre, &c.Visibility, &c.EncodingStatus, &c.OwnerID, &c.CreatedAt,
+		&c.EncodingProgress, &c.EncodingReason, &c.MasterKey)
 	c.CreatedAt = c.CreatedAt.UTC()
 	return c, err
 }
@@ -222,8 +223,9 @@ func (db *DB) CreateContent(ctx context.Context, c store.Content) (store.Content
 	if err != nil {
 		return store.Content{}, err
 	}
-	_, err = db.pool.Exec(ctx, `INSERT INTO content (`+contentCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		c.ID, c.Title, c.Description, c.Genre, string(c.Visibility), string(c.EncodingStatus), c.OwnerID, c.CreatedAt)
+	_, err = db.pool.Exec(ctx, `INSERT INTO content (`+contentCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		c.ID, c.Title, c.Description, c.Genre, string(c.Visibility), string(c.EncodingStatus), c.OwnerID, c.CreatedAt,
+		c.EncodingProgress, c.EncodingReason, c.MasterKey)
 	if err != nil {
 		return store.Content{}, db.wrap("create content "+quote(c.ID), err)
 	}
@@ -244,7 +246,7 @@ func (db *DB) SetEncodingStatus(ctx context.Context, id string, s store.Encoding
 	if err := metacheck.EncodingStatus(s); err != nil {
 		return err
 	}
-	res, err := db.pool.Exec(ctx, `UPDATE content SET encoding_status = $1 WHERE id = $2`, string(s), id)
+	res, err := db.pool.Exec(ctx, `UPDATE content SET encoding_status = $1, encoding_progress = 0, encoding_reason = '' WHERE id = $2`, string(s), id)
 	if err != nil {
 		return db.wrap("set encoding status of "+quote(id), err)
 	}
@@ -259,6 +261,22 @@ func nullTime(t time.Time) *time.Time {
 		return nil
 	}
 	return &t
+}
+
+// UpdateEncoding implements store.Meta.
+func (db *DB) UpdateEncoding(ctx context.Context, id string, e store.Encoding) error {
+	e, err := metacheck.Encoding(e)
+	if err != nil {
+		return err
+	}
+	res, err := db.pool.Exec(ctx, `UPDATE content SET encoding_status = $1, encoding_progress = $2, encoding_reason = $3 WHERE id = $4`, string(e.Status), e.Progress, e.Reason, id)
+	if err != nil {
+		return db.wrap("update encoding of "+quote(id), err)
+	}
+	if res.RowsAffected() == 0 {
+		return notFound("content", id)
+	}
+	return nil
 }
 
 // ListContent implements store.Meta. Every value is a bound parameter; the

@@ -204,12 +204,13 @@ func (db *DB) RecordLogin(ctx context.Context, id string, at time.Time) error {
 	return nil
 }
 
-const contentCols = `id, title, description, genre, visibility, encoding_status, owner_id, created_at`
+const contentCols = `id, title, description, genre, visibility, encoding_status, owner_id, created_at, encoding_progress, encoding_reason, master_key`
 
 func scanContent(s scanner) (store.Content, error) {
 	var c store.Content
 	var cr int64
-	err := s.Scan(&c.ID, &c.Title, &c.Description, &c.Genre, &c.Visibility, &c.EncodingStatus, &c.OwnerID, &cr)
+	err := s.Scan(&c.ID, &c.Title, &c.Description, &c.Genre, &c.Visibility, &c.EncodingStatus, &c.OwnerID, &cr,
+		&c.EncodingProgress, &c.EncodingReason, &c.MasterKey)
 	c.CreatedAt = fromUs(cr)
 	return c, err
 }
@@ -220,8 +221,9 @@ func (db *DB) CreateContent(ctx context.Context, c store.Content) (store.Content
 	if err != nil {
 		return store.Content{}, err
 	}
-	_, err = db.w.ExecContext(ctx, `INSERT INTO content (`+contentCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		c.ID, c.Title, c.Description, c.Genre, string(c.Visibility), string(c.EncodingStatus), c.OwnerID, us(c.CreatedAt))
+	_, err = db.w.ExecContext(ctx, `INSERT INTO content (`+contentCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		c.ID, c.Title, c.Description, c.Genre, string(c.Visibility), string(c.EncodingStatus), c.OwnerID, us(c.CreatedAt),
+		c.EncodingProgress, c.EncodingReason, c.MasterKey)
 	if err != nil {
 		return store.Content{}, db.wrap("create content "+quote(c.ID), err)
 	}
@@ -242,9 +244,25 @@ func (db *DB) SetEncodingStatus(ctx context.Context, id string, s store.Encoding
 	if err := metacheck.EncodingStatus(s); err != nil {
 		return err
 	}
-	res, err := db.w.ExecContext(ctx, `UPDATE content SET encoding_status = ? WHERE id = ?`, string(s), id)
+	res, err := db.w.ExecContext(ctx, `UPDATE content SET encoding_status = ?, encoding_progress = 0, encoding_reason = '' WHERE id = ?`, string(s), id)
 	if err != nil {
 		return db.wrap("set encoding status of "+quote(id), err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return notFound("content", id)
+	}
+	return nil
+}
+
+// UpdateEncoding implements store.Meta.
+func (db *DB) UpdateEncoding(ctx context.Context, id string, e store.Encoding) error {
+	e, err := metacheck.Encoding(e)
+	if err != nil {
+		return err
+	}
+	res, err := db.w.ExecContext(ctx, `UPDATE content SET encoding_status = ?, encoding_progress = ?, encoding_reason = ? WHERE id = ?`, string(e.Status), e.Progress, e.Reason, id)
+	if err != nil {
+		return db.wrap("update encoding of "+quote(id), err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return notFound("content", id)

@@ -242,6 +242,35 @@ func TestMeta(t *testing.T, open func(t *testing.T) store.Meta) {
 		}
 		mustIs(t, m.SetEncodingStatus(ctx, c.ID, "done"), store.ErrInvalid, "unknown status")
 		mustIs(t, m.SetEncodingStatus(ctx, "nope", store.EncodingReady), store.ErrNotFound, "status of missing")
+
+		// The VOD pipeline's statuses, progress, reason and master key.
+		v, err := m.CreateContent(ctx, store.Content{Title: "upload.mp4", EncodingStatus: store.EncodingQueued,
+			MasterKey: "masters/u1/upload.mp4", OwnerID: "u1"})
+		must(t, err, "create queued")
+		got, _ = m.GetContent(ctx, v.ID)
+		if !reflect.DeepEqual(got, v) || got.MasterKey != "masters/u1/upload.mp4" {
+			t.Fatalf("queued item = %+v, want %+v", got, v)
+		}
+		must(t, m.UpdateEncoding(ctx, v.ID, store.Encoding{Status: store.EncodingProcessing, Progress: 42.5}), "processing")
+		got, _ = m.GetContent(ctx, v.ID)
+		if got.EncodingStatus != store.EncodingProcessing || got.EncodingProgress != 42.5 || got.EncodingReason != "" {
+			t.Fatalf("processing = %+v", got)
+		}
+		long := strings.Repeat("é", store.MaxEncodingReason)
+		must(t, m.UpdateEncoding(ctx, v.ID, store.Encoding{Status: store.EncodingFailed, Progress: 42.5, Reason: long}), "failed")
+		got, _ = m.GetContent(ctx, v.ID)
+		if got.EncodingStatus != store.EncodingFailed || len(got.EncodingReason) > store.MaxEncodingReason ||
+			!strings.HasPrefix(long, got.EncodingReason) || got.EncodingReason == "" {
+			t.Fatalf("failed = %q, %d bytes of reason", got.EncodingStatus, len(got.EncodingReason))
+		}
+		must(t, m.SetEncodingStatus(ctx, v.ID, store.EncodingQueued), "requeue")
+		got, _ = m.GetContent(ctx, v.ID)
+		if got.EncodingProgress != 0 || got.EncodingReason != "" {
+			t.Fatalf("SetEncodingStatus kept progress/reason: %+v", got)
+		}
+		mustIs(t, m.UpdateEncoding(ctx, v.ID, store.Encoding{Status: store.EncodingProcessing, Progress: 101}), store.ErrInvalid, "progress > 100")
+		mustIs(t, m.UpdateEncoding(ctx, v.ID, store.Encoding{Status: "done"}), store.ErrInvalid, "unknown status")
+		mustIs(t, m.UpdateEncoding(ctx, "nope", store.Encoding{Status: store.EncodingReady}), store.ErrNotFound, "update missing")
 		_, err = m.GetContent(ctx, "nope")
 		mustIs(t, err, store.ErrNotFound, "get missing")
 		_, err = m.CreateContent(ctx, store.Content{ID: c.ID})

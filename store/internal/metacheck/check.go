@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/streamd/streamd/store"
 )
@@ -143,12 +145,17 @@ func Content(c store.Content) (store.Content, error) {
 	case !c.EncodingStatus.Valid():
 		return c, invalid("content: encoding status %q", c.EncodingStatus)
 	}
+	e, err := Encoding(store.Encoding{Status: c.EncodingStatus, Progress: c.EncodingProgress, Reason: c.EncodingReason})
+	if err != nil {
+		return c, err
+	}
+	c.EncodingReason = e.Reason
 	if err := errors.Join(length("content id", c.ID, maxName), length("genre", c.Genre, maxGenre),
-		length("owner id", c.OwnerID, maxName)); err != nil {
+		length("owner id", c.OwnerID, maxName), length("master key", c.MasterKey, 4096)); err != nil {
 		return c, err
 	}
 	return c, texts("id", c.ID, "title", c.Title, "description", c.Description, "genre", c.Genre,
-		"owner id", c.OwnerID)
+		"owner id", c.OwnerID, "master key", c.MasterKey)
 }
 
 // ContentQuery fills the default limit and validates.
@@ -172,4 +179,24 @@ func EncodingStatus(s store.EncodingStatus) error {
 		return invalid("encoding status %q", s)
 	}
 	return nil
+}
+
+// Encoding checks an UpdateEncoding and cuts the reason to its limit (at
+// a rune boundary, keeping valid UTF-8).
+func Encoding(e store.Encoding) (store.Encoding, error) {
+	if err := EncodingStatus(e.Status); err != nil {
+		return e, err
+	}
+	if !(e.Progress >= 0 && e.Progress <= 100) { // also refuses NaN
+		return e, invalid("encoding progress %v (want 0..100)", e.Progress)
+	}
+	e.Reason = strings.ToValidUTF8(strings.ReplaceAll(e.Reason, "\x00", ""), "?")
+	if len(e.Reason) > store.MaxEncodingReason {
+		cut := store.MaxEncodingReason
+		for cut > 0 && !utf8.RuneStart(e.Reason[cut]) {
+			cut--
+		}
+		e.Reason = e.Reason[:cut]
+	}
+	return e, nil
 }

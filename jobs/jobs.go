@@ -1,0 +1,602 @@
+// Package jobs is the durable VOD job queue: River
+// (github.com/riverqueue/river) on SQLite by default (riversqlite over
+// modernc.org/sqlite) and on PostgreSQL in production (riverpgxv5), with
+// one job kind, TranscodeArgs, whose worker turns an uploaded master into
+// the /vod/{content}/ tree and keeps the content item's encoding status
+// up to date.
+//
+// A job's life, as the content item shows it:
+//
+//	queued → processing (percent, throttled) → ready
+//	                                        ↘ failed (one-line reason)
+//
+// Bad input (the vod error codes a person has to fix: empty, not media,
+// truncated, no streams, unsupported codec, invalid job, and ffmpeg or QA
+// failing on an input that probed fine) fails at once, without retry
+// (river.JobCancel). Anything else — the object store or the database
+// down, a missing tool, the process stopping — is returned to River, which
+// retries with its exponential back-off (attempt⁴ seconds) up to
+// MaxAttempts; the item is queued again meanwhile (its reason says why),
+// and failed after the last attempt.
+//
+// Durability is River's: a job is a row in the database. A process that
+// stops gracefully (Queue.Stop) cancels its running jobs, which River
+// schedules again, so the next start (this node or another sharing the
+// PostgreSQL queue) runs them. A process that dies mid-job leaves the row
+// running until River's rescuer (RescueStuckJobsAfter) makes it available
+// again.
+package jobs
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"math"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/riverdriver/riversqlite"
+	"github.com/riverqueue/river/rivermigrate"
+	"github.com/riverqueue/river/rivertype"
+	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
+
+	"github.com/streamd/streamd/store"
+	"github.com/streamd/streamd/store/fsstore"
+	"github.com/streamd/streamd/transcode"
+	"github.com/streamd/streamd/vod"
+)
+
+// QueueName is the River queue VOD jobs run on.
+const QueueName = "vod"
+
+// TranscodeArgs is the one job kind: transcode the master of a content item.
+type TranscodeArgs struct {
+	ContentID string `json:"content_id"`
+	// MasterKey is the master's object key (masters/{upload}/{filename}).
+	MasterKey string `json:"master_key"`
+	// Job is the job spec (our JSON format or an AWS MediaConvert job, as
+	// vod.ParseJob reads it); empty means vod.DefaultJob.
+	Job json.RawMessage `json:"job,omitempty"`
+}
+
+// Kind implements river.JobArgs.
+func (TranscodeArgs) Kind() string { return "vod_transcode" }
+
+// InsertOpts puts every transcode job on the VOD queue.
+func (TranscodeArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{Queue: QueueName} }
+
+// Meta is what the worker needs of the metadata store.
+type Meta interface {
+	GetContent(ctx context.Context, id string) (store.Content, error)
+	UpdateEncoding(ctx context.Context, id string, e store.Encoding) error
+}
+
+// Config configures a Queue. Objects and Meta are required.
+type Config struct {
+	Objects store.Objects
+	Meta    Meta
+	// WorkDir holds a job's master and output while it runs (as much free
+	// space as MaxWorkers masters and their renditions); "" means the
+	// system's temporary folder.
+	WorkDir string
+	// FFmpeg and FFprobe are the binaries; "" means the ones on PATH.
+	FFmpeg, FFprobe string
+	// Encoder is the H.264 encoder; nil means libx264.
+	Encoder transcode.Encoder
+	// MaxWorkers is how many jobs run at once on this node
+	// (transcode.max_vod_workers); 0 means 1.
+	MaxWorkers int
+	// MaxAttempts bounds retries of infrastructure failures (default 10:
+	// River's back-off then spans about a day).
+	MaxAttempts int
+	// ProgressEvery throttles the progress written to the content item
+	// (default 1 s).
+	ProgressEvery time.Duration
+	// RescueStuckJobsAfter is how long a job may stay running before River
+	// assumes its process died and runs it again (default 12 h: longer
+	// than any encode, since a live job must not run twice).
+	RescueStuckJobsAfter time.Duration
+	// PollInterval is how often a node looks for jobs inserted elsewhere
+	// (default River's 1 s).
+	PollInterval time.Duration
+	Log          *slog.Logger
+
+	// beforeTranscode, in tests, runs after the download (a stand-in for
+	// a long encode).
+	beforeTranscode func(ctx context.Context, attempt int)
+}
+
+// client is what Queue uses of a *river.Client[TTx], whatever TTx.
+type client interface {
+	Start(ctx context.Context) error
+	Stop(ctx context.Context) error
+	StopAndCancel(ctx context.Context) error
+	Insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
+	JobCancel(ctx context.Context, jobID int64) (*rivertype.JobRow, error)
+	JobGet(ctx context.Context, id int64) (*rivertype.JobRow, error)
+}
+
+// Queue is a River client with the transcode worker registered.
+type Queue struct {
+	cfg     Config
+	client  client
+	log     *slog.Logger
+	closeDB func()
+	// listJobs finds the non-final jobs of a content item (for Cancel).
+	listJobs func(ctx context.Context, contentID string) ([]*rivertype.JobRow, error)
+	started  bool
+}
+
+func (c *Config) defaults() {
+	if c.MaxWorkers <= 0 {
+		c.MaxWorkers = 1
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 10
+	}
+	if c.ProgressEvery <= 0 {
+		c.ProgressEvery = time.Second
+	}
+	if c.RescueStuckJobsAfter <= 0 {
+		c.RescueStuckJobsAfter = 12 * time.Hour
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+}
+
+func riverConfig(cfg Config) *river.Config {
+	workers := river.NewWorkers()
+	river.AddWorker(workers, &worker{cfg: cfg, log: cfg.Log.With("component", "vodjobs")})
+	return &river.Config{
+		Queues:               map[string]river.QueueConfig{QueueName: {MaxWorkers: cfg.MaxWorkers}},
+		Workers:              workers,
+		JobTimeout:           -1, // an encode takes as long as it takes; Stop cancels it
+		RescueStuckJobsAfter: cfg.RescueStuckJobsAfter,
+		MaxAttempts:          cfg.MaxAttempts,
+		FetchPollInterval:    cfg.PollInterval,
+		Logger:               cfg.Log.With("component", "river"),
+	}
+}
+
+// OpenSQLite opens (creating when missing) the job database at path — its
+// own file, see cmd/streamd/jobs.go for why — and runs River's migrations.
+func OpenSQLite(ctx context.Context, path string, cfg Config) (*Queue, error) {
+	if err := check(&cfg); err != nil {
+		return nil, err
+	}
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Add("_txlock", "immediate")
+	u := url.URL{Scheme: "file", OmitHost: true, Path: path}
+	db, err := sql.Open("sqlite", u.String()+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("job queue at %s: %w", path, err)
+	}
+	// SQLite has one writer; River runs several things at once, so one
+	// connection queues them instead of failing with SQLITE_BUSY (the
+	// driver's own advice).
+	db.SetMaxOpenConns(1)
+	db.SetConnMaxIdleTime(0)
+	driver := riversqlite.New(db)
+	if err := migrate(ctx, driver); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("job queue at %s: %w", path, err)
+	}
+	rc, err := river.NewClient(driver, riverConfig(cfg))
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("job queue at %s: %w", path, err)
+	}
+	qq := &Queue{cfg: cfg, client: rc, log: cfg.Log, closeDB: func() { db.Close() }}
+	qq.listJobs = func(ctx context.Context, id string) ([]*rivertype.JobRow, error) {
+		return listJobs(ctx, rc, id)
+	}
+	return qq, nil
+}
+
+// OpenPostgres opens a pool on the PostgreSQL URL (the metadata database)
+// and runs River's migrations (under River's own lock: nodes starting
+// together are fine).
+func OpenPostgres(ctx context.Context, dbURL string, cfg Config) (*Queue, error) {
+	if err := check(&cfg); err != nil {
+		return nil, err
+	}
+	pool, err := pgxpool.New(ctx, dbURL)
+	if err != nil {
+		return nil, fmt.Errorf("job queue: %w", err)
+	}
+	driver := riverpgxv5.New(pool)
+	if err := migrate(ctx, driver); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("job queue: %w", err)
+	}
+	rc, err := river.NewClient(driver, riverConfig(cfg))
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("job queue: %w", err)
+	}
+	qq := &Queue{cfg: cfg, client: rc, log: cfg.Log, closeDB: pool.Close}
+	qq.listJobs = func(ctx context.Context, id string) ([]*rivertype.JobRow, error) {
+		return listJobs(ctx, rc, id)
+	}
+	return qq, nil
+}
+
+func check(cfg *Config) error {
+	if cfg.Objects == nil || cfg.Meta == nil {
+		return errors.New("jobs: Objects and Meta are required")
+	}
+	cfg.defaults()
+	return nil
+}
+
+func migrate[TTx any](ctx context.Context, d riverdriver.Driver[TTx]) error {
+	m, err := rivermigrate.New(d, nil)
+	if err != nil {
+		return err
+	}
+	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		return fmt.Errorf("river migrations: %w", err)
+	}
+	return nil
+}
+
+// listJobs returns the transcode jobs of one content item that have not
+// finished, newest first. The list is by kind and state, filtered here:
+// a content item has a handful of jobs at most.
+func listJobs[TTx any](ctx context.Context, c *river.Client[TTx], contentID string) ([]*rivertype.JobRow, error) {
+	params := river.NewJobListParams().Kinds(TranscodeArgs{}.Kind()).
+		States(rivertype.JobStateAvailable, rivertype.JobStateRunning, rivertype.JobStateRetryable,
+			rivertype.JobStateScheduled, rivertype.JobStatePending).
+		OrderBy(river.JobListOrderByID, river.SortOrderDesc).First(1000)
+	res, err := c.JobList(ctx, params)
+	if err != nil {
+		return nil, err
+	}
+	var out []*rivertype.JobRow
+	for _, j := range res.Jobs {
+		var a TranscodeArgs
+		if json.Unmarshal(j.EncodedArgs, &a) == nil && a.ContentID == contentID {
+			out = append(out, j)
+		}
+	}
+	return out, nil
+}
+
+// Start starts working jobs.
+func (q *Queue) Start(ctx context.Context) error {
+	if err := q.client.Start(ctx); err != nil {
+		return err
+	}
+	q.started = true
+	return nil
+}
+
+// Enqueue inserts a transcode job and marks its content item queued. It
+// returns the job's id.
+func (q *Queue) Enqueue(ctx context.Context, a TranscodeArgs) (int64, error) {
+	if a.ContentID == "" || a.MasterKey == "" {
+		return 0, errors.New("jobs: ContentID and MasterKey are required")
+	}
+	res, err := q.client.Insert(ctx, a, nil)
+	if err != nil {
+		return 0, fmt.Errorf("enqueue transcode of %s: %w", a.ContentID, err)
+	}
+	if err := q.cfg.Meta.UpdateEncoding(ctx, a.ContentID, store.Encoding{Status: store.EncodingQueued}); err != nil {
+		return res.Job.ID, err
+	}
+	q.log.Info("transcode queued", "component", "vodjobs", "content", a.ContentID, "job", res.Job.ID)
+	return res.Job.ID, nil
+}
+
+// ErrNoJob is returned by Cancel when the item has no unfinished job.
+var ErrNoJob = errors.New("no unfinished job")
+
+// Cancel cancels the unfinished transcode jobs of a content item (River's
+// JobCancel: a running one has its context cancelled, then ends
+// cancelled) and marks the item failed with reason "cancelled". It
+// returns ErrNoJob when there was none, or when the item is ready or failed.
+func (q *Queue) Cancel(ctx context.Context, contentID string) error {
+	c, err := q.cfg.Meta.GetContent(ctx, contentID)
+	if err != nil {
+		return err
+	}
+	if c.EncodingStatus == store.EncodingReady || c.EncodingStatus == store.EncodingFailed {
+		// Finished (River may not have recorded its end yet).
+		return ErrNoJob
+	}
+	jobs, err := q.listJobs(ctx, contentID)
+	if err != nil {
+		return err
+	}
+	if len(jobs) == 0 {
+		return ErrNoJob
+	}
+	for _, j := range jobs {
+		if _, err := q.client.JobCancel(ctx, j.ID); err != nil {
+			return fmt.Errorf("cancel job %d: %w", j.ID, err)
+		}
+	}
+	return q.cfg.Meta.UpdateEncoding(ctx, contentID, store.Encoding{Status: store.EncodingFailed, Reason: "cancelled"})
+}
+
+// Job returns a job's row (for tests and diagnostics).
+func (q *Queue) Job(ctx context.Context, id int64) (*rivertype.JobRow, error) {
+	return q.client.JobGet(ctx, id)
+}
+
+// Stop stops fetching jobs and waits for the running ones until ctx ends;
+// then it cancels them (River runs them again later) and waits for them
+// to return. Then it closes the database.
+func (q *Queue) Stop(ctx context.Context) error {
+	var err error
+	if q.started {
+		if err = q.client.Stop(ctx); err != nil {
+			cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			err = q.client.StopAndCancel(cctx)
+			cancel()
+		}
+		q.started = false
+	}
+	if q.closeDB != nil {
+		q.closeDB()
+		q.closeDB = nil
+	}
+	return err
+}
+
+// permanent reports whether a vod error is the input's (or the job
+// spec's) fault: running it again gives the same result.
+func permanent(err error) bool {
+	switch vod.ErrorCode(err) {
+	case vod.CodeEmptyInput, vod.CodeNotMedia, vod.CodeTruncated, vod.CodeNoStreams, vod.CodeUnsupported,
+		vod.CodeInvalidJob, vod.CodeTranscode, vod.CodeQA:
+		return true
+	}
+	return false
+}
+
+// worker runs TranscodeArgs jobs.
+type worker struct {
+	river.WorkerDefaults[TranscodeArgs]
+	cfg Config
+	log *slog.Logger
+}
+
+// Work downloads the master, transcodes it, stores the output under
+// vod/{content}/ and marks the item ready; see the package doc for
+// failures.
+func (w *worker) Work(ctx context.Context, job *river.Job[TranscodeArgs]) error {
+	a := job.Args
+	log := w.log.With("content", a.ContentID, "job", job.ID, "attempt", job.Attempt)
+	err := w.run(ctx, a, job.Attempt, log)
+	if err == nil {
+		return nil
+	}
+	reason := vod.Reason(err)
+	// Writes after a cancelled context still have to happen.
+	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	switch {
+	case permanent(err), errors.Is(err, store.ErrNotFound) && !errors.Is(err, errMetaNotFound):
+		log.Warn("transcode failed", "reason", reason, "error", err)
+		w.setStatus(bg, a.ContentID, store.Encoding{Status: store.EncodingFailed, Reason: reason}, log)
+		return river.JobCancel(err)
+	case errors.Is(err, errMetaNotFound):
+		log.Warn("content item is gone; dropping its job")
+		return river.JobCancel(err)
+	case ctx.Err() != nil:
+		// Stopped (shutdown) or cancelled through River's JobCancel: River
+		// retries the first, and Cancel marked the second failed already.
+		log.Info("transcode interrupted", "error", context.Cause(ctx))
+		if c, gerr := w.cfg.Meta.GetContent(bg, a.ContentID); gerr == nil && c.EncodingStatus == store.EncodingProcessing {
+			w.setStatus(bg, a.ContentID, store.Encoding{Status: store.EncodingQueued, Reason: "interrupted; will run again"}, log)
+		}
+		return err
+	case job.Attempt >= job.MaxAttempts:
+		log.Error("transcode failed on its last attempt", "reason", reason, "error", err)
+		w.setStatus(bg, a.ContentID, store.Encoding{Status: store.EncodingFailed, Reason: reason}, log)
+		return err
+	default:
+		log.Warn("transcode failed; River retries it", "reason", reason, "error", err)
+		w.setStatus(bg, a.ContentID, store.Encoding{Status: store.EncodingQueued,
+			Reason: fmt.Sprintf("attempt %d failed (%s); retrying", job.Attempt, firstLine(reason))}, log)
+		return err
+	}
+}
+
+var errMetaNotFound = errors.New("content item not found")
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}
+
+func (w *worker) setStatus(ctx context.Context, id string, e store.Encoding, log *slog.Logger) {
+	if err := w.cfg.Meta.UpdateEncoding(ctx, id, e); err != nil {
+		log.Error("cannot record the encoding status", "status", e.Status, "error", err)
+	}
+}
+
+// Shares of the progress: the encode (vod's 0–100) is most of it; storing
+// the output tree the rest.
+const encodeShare = 95
+
+func (w *worker) run(ctx context.Context, a TranscodeArgs, attempt int, log *slog.Logger) error {
+	if _, err := w.cfg.Meta.GetContent(ctx, a.ContentID); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("%w: %w", errMetaNotFound, err)
+		}
+		return err
+	}
+	job := vod.DefaultJob()
+	if len(a.Job) > 0 {
+		j, err := vod.ParseJob(a.Job)
+		if err != nil {
+			return err
+		}
+		job = j
+	}
+	if err := w.cfg.Meta.UpdateEncoding(ctx, a.ContentID, store.Encoding{Status: store.EncodingProcessing}); err != nil {
+		return err
+	}
+	if w.cfg.WorkDir != "" {
+		if err := os.MkdirAll(w.cfg.WorkDir, 0o755); err != nil {
+			return err
+		}
+	}
+	dir, err := os.MkdirTemp(w.cfg.WorkDir, "vodjob-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	input, err := w.download(ctx, a.MasterKey, dir)
+	if err != nil {
+		return err
+	}
+	out := filepath.Join(dir, "out")
+	var (
+		mu      sync.Mutex
+		last    time.Time
+		lastPct = -1.0
+	)
+	progress := func(pct float64) {
+		mu.Lock()
+		defer mu.Unlock()
+		pct = math.Round(pct*10) / 10
+		if pct == lastPct || time.Since(last) < w.cfg.ProgressEvery {
+			return
+		}
+		last, lastPct = time.Now(), pct
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := w.cfg.Meta.UpdateEncoding(pctx, a.ContentID, store.Encoding{Status: store.EncodingProcessing, Progress: pct}); err != nil && ctx.Err() == nil {
+			log.Warn("cannot record progress", "error", err)
+		}
+	}
+	if w.cfg.beforeTranscode != nil {
+		w.cfg.beforeTranscode(ctx, attempt)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	log.Info("transcoding", "master", a.MasterKey, "ladder", job.Ladder.Name)
+	res, err := vod.Transcode(ctx, vod.Options{Input: input, OutDir: out, Job: job, FFmpeg: w.cfg.FFmpeg,
+		FFprobe: w.cfg.FFprobe, Encoder: w.cfg.Encoder, Log: log,
+		Progress: func(p vod.Progress) { progress(p.Percent * encodeShare / 100) }})
+	if err != nil {
+		// The reason names the master, not the local copy.
+		var ve *vod.Error
+		if errors.As(err, &ve) {
+			ve.Message = strings.ReplaceAll(ve.Message, input, path.Base(a.MasterKey))
+		}
+		return err
+	}
+	if err := w.storeTree(ctx, out, "vod/"+a.ContentID+"/", func(f float64) { progress(encodeShare + f*(100-encodeShare)) }); err != nil {
+		return err
+	}
+	if err := w.cfg.Meta.UpdateEncoding(ctx, a.ContentID, store.Encoding{Status: store.EncodingReady, Progress: 100}); err != nil {
+		return err
+	}
+	log.Info("transcode ready", "renditions", len(res.Video), "audio", len(res.Audio), "elapsed", res.Elapsed)
+	return nil
+}
+
+// download streams the master into dir, keeping its file name.
+func (w *worker) download(ctx context.Context, key, dir string) (string, error) {
+	rc, _, err := w.cfg.Objects.Get(ctx, key, nil)
+	if err != nil {
+		return "", fmt.Errorf("master %s: %w", key, err)
+	}
+	defer rc.Close()
+	name := path.Base(key)
+	if name == "." || name == "/" || name == "" {
+		name = "master"
+	}
+	p := filepath.Join(dir, "master-"+name)
+	f, err := os.Create(p)
+	if err != nil {
+		return "", err
+	}
+	if _, err := io.Copy(f, rc); err != nil {
+		f.Close()
+		return "", fmt.Errorf("downloading master %s: %w", key, err)
+	}
+	if err := f.Close(); err != nil {
+		return "", err
+	}
+	return p, nil
+}
+
+// storeTree uploads every file under dir to prefix+relative path, the
+// manifests last: a player that finds index.m3u8 or manifest.mpd finds
+// everything they name.
+func (w *worker) storeTree(ctx context.Context, dir, prefix string, progress func(float64)) error {
+	var files []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		files = append(files, filepath.ToSlash(rel))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	rank := func(rel string) int {
+		switch {
+		case rel == "index.m3u8" || rel == "manifest.mpd":
+			return 2
+		case strings.HasSuffix(rel, ".m3u8"):
+			return 1
+		}
+		return 0
+	}
+	slices.SortStableFunc(files, func(a, b string) int { return rank(a) - rank(b) })
+	for i, rel := range files {
+		if err := w.putFile(ctx, filepath.Join(dir, filepath.FromSlash(rel)), prefix+rel); err != nil {
+			return err
+		}
+		progress(float64(i+1) / float64(len(files)))
+	}
+	return nil
+}
+
+func (w *worker) putFile(ctx context.Context, p, key string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if err := w.cfg.Objects.Put(ctx, key, f, fi.Size(), fsstore.ContentType(key)); err != nil {
+		return fmt.Errorf("storing %s: %w", key, err)
+	}
+	return nil
+}
