@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -53,6 +54,28 @@ func TestIndex(t *testing.T) {
 			t.Errorf("index lacks %q", want)
 		}
 	}
+	// The library sits under the channel list, in the same side column,
+	// with a readable empty state and its own error line.
+	side := strings.Index(body, `<div class="side">`)
+	chans := strings.Index(body, `<ul id="channels"></ul>`)
+	lib := strings.Index(body, `<section class="library" aria-label="Library">`)
+	if side < 0 || chans < side || lib < chans {
+		t.Errorf("library section not under the channel list in the side column (side %d, channels %d, library %d)", side, chans, lib)
+	}
+	for _, want := range []string{`<h2>Library</h2>`, `<ul id="library"></ul>`,
+		`<p id="libraryempty" class="note" hidden>No videos yet.</p>`, `<p id="libraryerror" class="error" hidden></p>`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("index lacks %q", want)
+		}
+	}
+	// CSP forbids inline script and style: every script is a file, and no
+	// element carries a style or an event handler attribute.
+	if n, m := strings.Count(body, "<script"), strings.Count(body, `<script src="static/`); n != m {
+		t.Errorf("%d scripts, %d of them from static/: inline script", n, m)
+	}
+	if inline := regexp.MustCompile(`(?i)<style|\sstyle=|\son[a-z]+=`).FindString(body); inline != "" {
+		t.Errorf("index has inline style or handler: %q", inline)
+	}
 	// Revalidation is a cheap 304.
 	rec2 := get(t, h, "GET", "/", map[string]string{"If-None-Match": rec.Header().Get("ETag")})
 	if rec2.Code != 304 {
@@ -71,6 +94,13 @@ func TestStatic(t *testing.T) {
 	for _, tc := range []struct{ path, ct, contains string }{
 		{"/static/app.js", "text/javascript; charset=utf-8", "api/channels"},
 		{"/static/app.js", "text/javascript; charset=utf-8", "hls.nextLevel = "},
+		{"/static/app.js", "text/javascript; charset=utf-8", "'api/content?limit=' + LIBRARY_LIMIT"},
+		{"/static/app.js", "text/javascript; charset=utf-8", "LIBRARY_LIMIT = 50;"},
+		{"/static/app.js", "text/javascript; charset=utf-8", "LIBRARY_POLL_MS = 5000;"},
+		{"/static/app.js", "text/javascript; charset=utf-8", "it.play.hls"},
+		{"/static/app.js", "text/javascript; charset=utf-8", "'Processing ' + "},
+		{"/static/app.js", "text/javascript; charset=utf-8", "'Failed: ' + it.encoding_reason"},
+		{"/static/style.css", "text/css; charset=utf-8", "#library"},
 		{"/static/style.css", "text/css; charset=utf-8", ".badge"},
 		{"/static/hls.min.js", "text/javascript; charset=utf-8", "isSupported"},
 		{"/static/hls.js.LICENSE.txt", "text/plain; charset=utf-8", "Apache License"},
@@ -92,6 +122,11 @@ func TestStatic(t *testing.T) {
 		if !strings.Contains(rec.Body.String(), tc.contains) {
 			t.Errorf("%s: body lacks %q", tc.path, tc.contains)
 		}
+	}
+	// User data (channel names, titles, genres, reasons) goes in as text:
+	// the page's own script never parses markup.
+	if rec := get(t, h, "GET", "/static/app.js", nil); regexp.MustCompile(`\.(inner|outer)HTML\b|insertAdjacentHTML|document\.write|\beval\(|new Function`).MatchString(rec.Body.String()) {
+		t.Errorf("app.js builds markup from strings")
 	}
 	// The vendored hls.js is the pinned version.
 	if rec := get(t, h, "GET", "/static/hls.min.js", nil); !strings.Contains(rec.Body.String(), `"1.7.4"`) {

@@ -1,12 +1,17 @@
-// streamd page: lists the channels and plays the live ones.
+// streamd page: lists the channels and plays the live ones, and lists the
+// library (the public VOD items of GET /api/content) and plays the ready
+// ones, in the same player.
 //
-// Every piece of server data (channel names above all, which are user
-// data) reaches the DOM through textContent or a property, never through
-// innerHTML, so nothing in it is ever parsed as markup.
+// Every piece of server data (channel names, titles, genres and failure
+// reasons, which are user data) reaches the DOM through textContent or a
+// property, never through innerHTML, so nothing in it is ever parsed as
+// markup.
 (function () {
   'use strict';
 
   var POLL_MS = 3000;
+  var LIBRARY_POLL_MS = 5000;
+  var LIBRARY_LIMIT = 50;
   // A channel that just went live has no playlist until the packager has
   // cut its first segment; keep asking for a while before calling it an
   // error.
@@ -27,8 +32,15 @@
   var qualityBox = $('qualitybox');
   var qualitySel = $('quality');
   var qualityNote = $('qualitynote');
+  var libEl = $('library');
+  var libEmptyEl = $('libraryempty');
+  var libMoreEl = $('librarymore');
+  var libErrorEl = $('libraryerror');
 
-  var current = null;       // channel being played: {name, url}
+  // What is being played: {kind: 'live', name, url} for a channel,
+  // {kind: 'vod', id, name (the title), url} for a library item.
+  var current = null;
+  var lastLibrary = '';     // the library as last rendered, to skip no-op redraws
   var hls = null;           // hls.js instance, when hls.js plays
   var autoStarted = false;  // the first live channel starts once, by itself
   var mediaRecovered = false;
@@ -73,7 +85,6 @@
     var items = channels.map(function (ch) {
       var li = node('li', ch.live ? 'live' : 'offline');
       li.dataset.name = ch.name;
-      if (current && current.name === ch.name) li.setAttribute('aria-current', 'true');
       var b = node('button');
       b.type = 'button';
       b.disabled = !ch.live;
@@ -83,14 +94,15 @@
         ? [(ch.codecs || []).join(', '), since(ch.since)].filter(Boolean).join(' · ')
         : 'offline';
       b.appendChild(node('span', 'meta', meta));
-      if (ch.live) b.addEventListener('click', function () { play(ch); });
+      if (ch.live) b.addEventListener('click', function () { play(liveSource(ch)); });
       li.appendChild(b);
       return li;
     });
     listEl.replaceChildren.apply(listEl, items);
+    markCurrent();
 
     var live = channels.filter(function (c) { return c.live; });
-    if (current) {
+    if (current && current.kind === 'live') {
       var now = channels.find(function (c) { return c.name === current.name; });
       if ((!now || !now.live) && !offlineStop) {
         stop();
@@ -98,12 +110,113 @@
         showError('');
         status('Channel “' + current.name + '” went offline.');
       } else if (now && now.live && offlineStop) {
-        play(now); // it is back
+        play(liveSource(now)); // it is back
       }
-    } else if (!autoStarted && live.length > 0) {
+    } else if (!current && !autoStarted && live.length > 0) {
       autoStarted = true;
-      play(live[0]);
+      play(liveSource(live[0]));
     }
+  }
+
+  function liveSource(ch) { return { kind: 'live', name: ch.name, url: ch.url }; }
+
+  // markCurrent flags the entry being played, in whichever list it is.
+  function markCurrent() {
+    mark(listEl, 'name', current && current.kind === 'live' ? current.name : null);
+    mark(libEl, 'id', current && current.kind === 'vod' ? current.id : null);
+  }
+  function mark(list, key, value) {
+    Array.prototype.forEach.call(list.children, function (li) {
+      if (value != null && li.dataset[key] === value) li.setAttribute('aria-current', 'true');
+      else li.removeAttribute('aria-current');
+    });
+  }
+
+  // Library. encoding_status is one of pending (no upload yet), uploaded,
+  // queued, processing or running (with encoding_progress, a percent),
+  // ready (with play.hls) and failed (with encoding_reason).
+  function itemStatus(it) {
+    switch (it.encoding_status) {
+      case 'ready':
+        return 'Ready';
+      case 'processing':
+      case 'running':
+        var p = Number(it.encoding_progress);
+        // Rounded down: "100 %" only once it is ready.
+        return isFinite(p) ? 'Processing ' + Math.max(0, Math.min(99, Math.floor(p))) + ' %' : 'Processing';
+      case 'uploaded':
+      case 'queued':
+        // While queued, a reason says why an attempt is being retried.
+        return it.encoding_reason ? 'Queued (retrying: ' + it.encoding_reason + ')' : 'Queued';
+      case 'pending':
+      case '':
+      case undefined:
+        return 'Waiting for upload';
+      case 'failed':
+        return it.encoding_reason ? 'Failed: ' + it.encoding_reason : 'Failed';
+    }
+    return String(it.encoding_status);
+  }
+
+  function playable(it) {
+    return it.encoding_status === 'ready' && it.play && typeof it.play.hls === 'string' && it.play.hls !== '';
+  }
+
+  function renderLibrary(items, more) {
+    libEmptyEl.hidden = items.length > 0;
+    libMoreEl.hidden = !more;
+    var key = JSON.stringify(items);
+    if (key === lastLibrary) return;
+    lastLibrary = key;
+    // Keep the keyboard focus on the entry it was on across the redraw.
+    var focused = document.activeElement && document.activeElement.closest
+      ? document.activeElement.closest('#library li') : null;
+    var focusedId = focused ? focused.dataset.id : null;
+    var refocus = null;
+    var lis = items.map(function (it) {
+      var ready = playable(it);
+      var st = it.encoding_status === 'failed' ? 'failed' : ready ? 'ready' : 'pending';
+      var li = node('li', st);
+      li.dataset.id = String(it.id);
+      var b = node('button');
+      b.type = 'button';
+      b.disabled = !ready;
+      b.appendChild(node('span', 'name', it.title || 'Untitled'));
+      if (ready) b.appendChild(node('span', 'badge ready', 'Ready'));
+      var meta = [it.genre, ready ? '' : itemStatus(it)].filter(Boolean).join(' · ');
+      if (meta) b.appendChild(node('span', 'meta', meta));
+      if (ready) {
+        b.addEventListener('click', function () {
+          play({ kind: 'vod', id: String(it.id), name: it.title || 'Untitled', url: it.play.hls });
+        });
+      }
+      if (focusedId != null && li.dataset.id === focusedId && ready) refocus = b;
+      li.appendChild(b);
+      return li;
+    });
+    libEl.replaceChildren.apply(libEl, lis);
+    markCurrent();
+    if (refocus) refocus.focus();
+  }
+
+  function setLibraryError(msg) { setText(libErrorEl, msg); }
+
+  function pollLibrary() {
+    fetch('api/content?limit=' + LIBRARY_LIMIT, { cache: 'no-store', credentials: 'omit' })
+      .then(function (res) {
+        return res.json().catch(function () { return null; }).then(function (body) {
+          if (res.ok && body && Array.isArray(body.items)) return body;
+          if (res.status === 404) throw new Error('The library is not available on this server.');
+          var msg = body && body.error && body.error.message;
+          throw new Error('Cannot load the library: ' + (msg || 'HTTP ' + res.status));
+        });
+      })
+      .then(function (body) {
+        setLibraryError('');
+        renderLibrary(body.items, !!body.next_after);
+      })
+      .catch(function (e) { setLibraryError(e.message); })
+      .finally(function () { setTimeout(pollLibrary, LIBRARY_POLL_MS); });
   }
 
   function setApiError(msg) { setText(apiErrorEl, msg); }
@@ -147,21 +260,20 @@
     }
   }
 
-  function play(ch) {
+  // play starts a source: a live channel or a ready library item.
+  function play(src) {
     stop();
-    current = { name: ch.name, url: ch.url };
+    current = src;
+    autoStarted = true; // once something played, a channel going live does not take over
     offlineStop = false;
     mediaRecovered = false;
     manifestRetries = 0;
     showError('');
-    status('Loading “' + ch.name + '”…');
-    urlInput.value = new URL(ch.url, location.href).href;
+    status('Loading “' + src.name + '”…');
+    urlInput.value = new URL(src.url, location.href).href;
     copiedEl.textContent = '';
     urlBox.hidden = false;
-    Array.prototype.forEach.call(listEl.children, function (li) {
-      if (li.dataset.name === ch.name) li.setAttribute('aria-current', 'true');
-      else li.removeAttribute('aria-current');
-    });
+    markCurrent();
     load();
   }
 
@@ -297,6 +409,9 @@
   video.addEventListener('playing', function () {
     if (current) status('Playing “' + current.name + '”');
   });
+  video.addEventListener('ended', function () {
+    if (current) status('Finished “' + current.name + '”');
+  });
 
   // Native playback (Safari) reports failures on the element.
   video.addEventListener('error', function () {
@@ -322,4 +437,5 @@
   });
 
   poll();
+  pollLibrary();
 })();
