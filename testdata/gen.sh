@@ -69,4 +69,22 @@ rm -f vod_tmp.mp4
 
 # Not media at all: for tests of clear errors on bad input.
 printf 'this is not a video file\n' > not_media.txt
+
+# --- More VOD inputs: the other codecs and containers, and 4K.
+# HEVC (tagged hvc1) + AAC in MP4: 3 s of 640x360p30, 2 s GOP.
+ff -f lavfi -i "testsrc2=size=640x360:rate=30" -f lavfi -i "sine=frequency=520:sample_rate=48000" \
+   -t 3 -c:v libx265 -preset ultrafast -pix_fmt yuv420p -b:v 200k -x265-params "keyint=60:min-keyint=60:scenecut=0:log-level=error" \
+   -tag:v hvc1 -c:a aac -b:a 48k -ac 2 -movflags +faststart vod_hevc_aac.mp4
+
+# VP9 + Opus in WebM: 3 s of 640x360p30 (realtime mode keeps the encode cheap).
+ff -f lavfi -i "testsrc2=size=640x360:rate=30" -f lavfi -i "sine=frequency=580:sample_rate=48000" \
+   -t 3 -c:v libvpx-vp9 -deadline realtime -cpu-used 8 -b:v 200k -g 60 -pix_fmt yuv420p \
+   -c:a libopus -b:a 48k -ac 2 vod_vp9_opus.webm
+
+# 4K: 1 s of 3840x2160p30 H.264 + AAC at a low bitrate (a few hundred KB),
+# for the 2160p rung of the VOD ladder.
+ff -f lavfi -i "testsrc2=size=3840x2160:rate=30" -f lavfi -i "sine=frequency=620:sample_rate=48000" \
+   -t 1 -c:v libx264 -preset ultrafast -pix_fmt yuv420p -b:v 2000k -maxrate 2500k -bufsize 2500k -g 30 \
+   -c:a aac -b:a 48k -ac 2 -movflags +faststart vod_4k.mp4
+
 ls -l

@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -103,6 +105,36 @@ func TestTranscodeMatrix(t *testing.T) {
 			}}},
 		{"vod_audio_only.m4a", &job, want{langs: []string{""}}},
 		{"vod_video_only.mp4", &job, want{sizes: []string{"320x180", "214x120"}}},
+		// Other codecs and containers, through the default ladder: a
+		// 360p source gets the 360p rung only (nothing upscaled).
+		{"vod_hevc_aac.mp4", nil, want{sizes: []string{"640x360"}, langs: []string{""},
+			check: func(t *testing.T, dir string, res *Result) {
+				if res.Media.Video.Codec != "hevc" {
+					t.Errorf("source codec %q, want hevc", res.Media.Video.Codec)
+				}
+				checkDurations(t, ffprobe, "vod_hevc_aac.mp4", dir)
+			}}},
+		{"vod_vp9_opus.webm", nil, want{sizes: []string{"640x360"}, langs: []string{""},
+			check: func(t *testing.T, dir string, res *Result) {
+				if res.Media.Video.Codec != "vp9" || len(res.Media.Audio) != 1 || res.Media.Audio[0].Codec != "opus" {
+					t.Errorf("source %+v, want VP9 video and Opus audio", res.Media)
+				}
+				checkDurations(t, ffprobe, "vod_vp9_opus.webm", dir)
+			}}},
+		// 4K through the full default ladder: 2160p at the source's own
+		// size, then every lower rung, and no rung above the source.
+		{"vod_4k.mp4", nil, want{sizes: []string{"3840x2160", "1920x1080", "1280x720", "854x480", "640x360"}, langs: []string{""},
+			check: func(t *testing.T, dir string, res *Result) {
+				if len(res.Video) == 0 || res.Video[0].Name != "2160p" || res.Video[0].Width != 3840 || res.Video[0].Height != 2160 {
+					t.Errorf("top rendition %+v, want 2160p at 3840x2160", res.Video)
+				}
+				for _, v := range res.Video {
+					if v.Width > 3840 || v.Height > 2160 {
+						t.Errorf("rendition %s is %dx%d: upscaled from 3840x2160", v.Name, v.Width, v.Height)
+					}
+				}
+				checkDurations(t, ffprobe, "vod_4k.mp4", dir)
+			}}},
 		{"vod_multilang_subs.mkv", &job, want{sizes: []string{"320x180", "214x120"}, langs: []string{"en", "fr"}, subtitles: 1,
 			check: func(t *testing.T, dir string, res *Result) {
 				vtt, _ := os.ReadFile(filepath.Join(dir, "subs/eng.vtt"))
@@ -269,6 +301,98 @@ func checkMedia(t *testing.T, ffprobe, dir, uri string) outStream {
 		t.Errorf("%s: no duration", uri)
 	}
 	return probeOut(t, ffprobe, filepath.Join(dir, uri))
+}
+
+// checkDurations compares, independently of the QA step, the source's
+// duration (ffprobe on the input) with each HLS media playlist's segment
+// total (gohlslib), the MPD's mediaPresentationDuration (dash-mpd) and the
+// frames ffprobe decodes from each video rendition: within 0.1 s, three
+// frames at 30 fps (AAC pads its last 21 ms frame; Opus and WebM end on
+// their own 20 ms frames).
+func checkDurations(t *testing.T, ffprobe, input, dir string) {
+	t.Helper()
+	const tol = 100 * time.Millisecond
+	out, err := exec.Command(ffprobe, "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
+		testenv.Testdata(input)).Output()
+	if err != nil {
+		t.Fatalf("ffprobe %s: %v", input, err)
+	}
+	srcSec, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
+	if err != nil {
+		t.Fatalf("ffprobe %s duration %q: %v", input, out, err)
+	}
+	src := time.Duration(srcSec * float64(time.Second))
+	data, err := os.ReadFile(filepath.Join(dir, MasterPlaylist))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mv playlist.Multivariant
+	if err := mv.Unmarshal(data); err != nil {
+		t.Fatal(err)
+	}
+	uris := []string{}
+	for _, v := range mv.Variants {
+		uris = append(uris, v.URI)
+	}
+	for _, r := range mv.Renditions {
+		if r.Type == playlist.MultivariantRenditionTypeAudio && r.URI != nil {
+			uris = append(uris, *r.URI)
+		}
+	}
+	for _, uri := range uris {
+		b, err := os.ReadFile(filepath.Join(dir, uri))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mp playlist.Media
+		if err := mp.Unmarshal(b); err != nil {
+			t.Fatalf("%s: %v", uri, err)
+		}
+		var total time.Duration
+		for _, s := range mp.Segments {
+			total += s.Duration
+		}
+		if (total - src).Abs() > tol {
+			t.Errorf("%s lasts %s, the source %s", uri, total, src)
+		}
+	}
+	m, err := mpd.ReadFromFile(filepath.Join(dir, DASHManifest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.MediaPresentationDuration == nil {
+		t.Error("MPD without mediaPresentationDuration")
+	} else if d := time.Duration(*m.MediaPresentationDuration); (d - src).Abs() > tol {
+		t.Errorf("MPD lasts %s, the source %s", d, src)
+	}
+	for _, v := range mv.Variants {
+		out, err := exec.Command(ffprobe, "-v", "error", "-count_frames", "-select_streams", "v:0",
+			"-show_entries", "stream=nb_read_frames,avg_frame_rate", "-print_format", "json", filepath.Join(dir, v.URI)).Output()
+		if err != nil {
+			t.Errorf("%s does not decode: %v", v.URI, err)
+			continue
+		}
+		var p struct {
+			Streams []struct {
+				AvgFrameRate string `json:"avg_frame_rate"`
+				NbReadFrames string `json:"nb_read_frames"`
+			}
+		}
+		var num, den float64
+		var n int
+		if json.Unmarshal(out, &p) == nil && len(p.Streams) > 0 {
+			n, _ = strconv.Atoi(p.Streams[0].NbReadFrames)
+			fmt.Sscanf(p.Streams[0].AvgFrameRate, "%g/%g", &num, &den)
+		}
+		if n <= 0 || num <= 0 || den <= 0 {
+			t.Errorf("%s: ffprobe says %s", v.URI, out)
+			continue
+		}
+		rate := p.Streams[0].AvgFrameRate
+		if d := time.Duration(float64(n) * den / num * float64(time.Second)); (d - src).Abs() > tol {
+			t.Errorf("%s decodes %d frames at %s fps (%s), the source lasts %s", v.URI, n, rate, d, src)
+		}
+	}
 }
 
 func itoaSize(w, h int) string {
