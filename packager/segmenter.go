@@ -347,10 +347,11 @@ func (s *segmenter) build(endTS uint64) *Segment {
 	}
 	s.fragSeq++
 	part.SequenceNumber = s.fragSeq
-	var w seekablebuffer.Buffer
-	if err := part.Marshal(&w); err != nil {
-		// Marshal only fails on writer errors, which a memory buffer does
-		// not produce; drop the samples rather than panic.
+	data := marshalFragment(&part)
+	if data == nil {
+		// Only the library's encoder can fail (on writer errors, which a
+		// memory buffer does not produce); drop the samples rather than
+		// panic.
 		s.reset()
 		return nil
 	}
@@ -367,7 +368,7 @@ func (s *segmenter) build(endTS uint64) *Segment {
 		StartTS:      s.segStartTS,
 		DurationTS:   durTS,
 		Independent:  independent,
-		Data:         w.Bytes(),
+		Data:         data,
 		LastReceived: s.lastReceived,
 		VideoFrames:  s.videoFrames,
 	}

@@ -63,7 +63,7 @@ func pickTracks(tracks []*media.Track) (video, audio *media.Track) {
 }
 
 func newTSMuxer(out io.Writer, video, audio *media.Track) (*tsMuxer, error) {
-	m := &tsMuxer{bw: bufio.NewWriterSize(out, 64*1024), video: video, audio: audio}
+	m := &tsMuxer{bw: bufio.NewWriterSize(out, 256*1024), video: video, audio: audio}
 	var tracks []*mpegts.Track
 	switch video.Codec.(type) {
 	case *media.H264:
@@ -132,13 +132,12 @@ func (m *tsMuxer) write(u *media.Unit) error {
 	default:
 		return nil
 	}
-	if err != nil {
-		return err
-	}
-	// One flush per unit: ffmpeg sees each picture as soon as it arrives
-	// (latency), in one write instead of one per 188-byte packet.
-	return m.bw.Flush()
+	return err
 }
+
+// flush hands the buffered packets to ffmpeg in one write (instead of one
+// per 188-byte packet); the feeder decides when (see feedBatch).
+func (m *tsMuxer) flush() error { return m.bw.Flush() }
 
 func hasH264Params(au [][]byte) bool {
 	for _, n := range au {
