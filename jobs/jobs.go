@@ -139,7 +139,16 @@ type Queue struct {
 	closeDB func()
 	// listJobs finds the non-final jobs of a content item (for Cancel).
 	listJobs func(ctx context.Context, contentID string) ([]*rivertype.JobRow, error)
+	// pending reports whether any job is waiting or running.
+	pending func(ctx context.Context) (bool, error)
+	// lazy (SQLite, one node) starts the River client only when there is
+	// work: even in poll-only mode an idle client polls several times a
+	// second, which a live-only server should not pay for.
+	lazy bool
+
+	mu       sync.Mutex
 	started  bool
+	startCtx context.Context
 }
 
 func (c *Config) defaults() {
@@ -158,6 +167,18 @@ func (c *Config) defaults() {
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
+}
+
+// riverConfigFor adapts the config to the driver. SQLite has no
+// LISTEN/NOTIFY: River's SQLite listener emulates it by querying a
+// notifications table many times a second, which costs an idle server
+// ~2.5 % of a core. Poll-only mode drops it; new jobs are then found by
+// the fetch poll (PollInterval) — seconds of delay on jobs that take
+// minutes — and the one node elects itself leader by polling too.
+func riverConfigFor(cfg Config, sqlite bool) *river.Config {
+	rc := riverConfig(cfg)
+	rc.PollOnly = sqlite
+	return rc
 }
 
 func riverConfig(cfg Config) *river.Config {
@@ -200,7 +221,7 @@ func OpenSQLite(ctx context.Context, path string, cfg Config) (*Queue, error) {
 		db.Close()
 		return nil, fmt.Errorf("job queue at %s: %w", path, err)
 	}
-	rc, err := river.NewClient(driver, riverConfig(cfg))
+	rc, err := river.NewClient(driver, riverConfigFor(cfg, true))
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("job queue at %s: %w", path, err)
@@ -209,6 +230,8 @@ func OpenSQLite(ctx context.Context, path string, cfg Config) (*Queue, error) {
 	qq.listJobs = func(ctx context.Context, id string) ([]*rivertype.JobRow, error) {
 		return listJobs(ctx, rc, id)
 	}
+	qq.pending = func(ctx context.Context) (bool, error) { return anyPending(ctx, rc) }
+	qq.lazy = true
 	return qq, nil
 }
 
@@ -228,7 +251,7 @@ func OpenPostgres(ctx context.Context, dbURL string, cfg Config) (*Queue, error)
 		pool.Close()
 		return nil, fmt.Errorf("job queue: %w", err)
 	}
-	rc, err := river.NewClient(driver, riverConfig(cfg))
+	rc, err := river.NewClient(driver, riverConfigFor(cfg, false))
 	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("job queue: %w", err)
@@ -237,7 +260,19 @@ func OpenPostgres(ctx context.Context, dbURL string, cfg Config) (*Queue, error)
 	qq.listJobs = func(ctx context.Context, id string) ([]*rivertype.JobRow, error) {
 		return listJobs(ctx, rc, id)
 	}
+	qq.pending = func(ctx context.Context) (bool, error) { return anyPending(ctx, rc) }
 	return qq, nil
+}
+
+// anyPending reports whether a transcode job waits or runs.
+func anyPending[TTx any](ctx context.Context, c *river.Client[TTx]) (bool, error) {
+	res, err := c.JobList(ctx, river.NewJobListParams().Kinds(TranscodeArgs{}.Kind()).
+		States(rivertype.JobStateAvailable, rivertype.JobStateRunning, rivertype.JobStateRetryable,
+			rivertype.JobStateScheduled, rivertype.JobStatePending).First(1))
+	if err != nil {
+		return false, fmt.Errorf("job queue: %w", err)
+	}
+	return len(res.Jobs) > 0, nil
 }
 
 func check(cfg *Config) error {
@@ -281,9 +316,32 @@ func listJobs[TTx any](ctx context.Context, c *river.Client[TTx], contentID stri
 	return out, nil
 }
 
-// Start starts working jobs.
+// Start starts working jobs — on SQLite only once there is a job to
+// work (now, when jobs are left from an earlier run, or at the first
+// Enqueue).
 func (q *Queue) Start(ctx context.Context) error {
-	if err := q.client.Start(ctx); err != nil {
+	q.mu.Lock()
+	q.startCtx = context.WithoutCancel(ctx)
+	q.mu.Unlock()
+	if q.lazy {
+		pending, err := q.pending(ctx)
+		if err != nil {
+			return err
+		}
+		if !pending {
+			return nil
+		}
+	}
+	return q.ensureStarted()
+}
+
+func (q *Queue) ensureStarted() error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.started || q.startCtx == nil {
+		return nil
+	}
+	if err := q.client.Start(q.startCtx); err != nil {
 		return err
 	}
 	q.started = true
@@ -299,6 +357,9 @@ func (q *Queue) Enqueue(ctx context.Context, a TranscodeArgs) (int64, error) {
 	res, err := q.client.Insert(ctx, a, nil)
 	if err != nil {
 		return 0, fmt.Errorf("enqueue transcode of %s: %w", a.ContentID, err)
+	}
+	if err := q.ensureStarted(); err != nil {
+		return res.Job.ID, fmt.Errorf("start the job queue: %w", err)
 	}
 	if err := q.cfg.Meta.UpdateEncoding(ctx, a.ContentID, store.Encoding{Status: store.EncodingQueued}); err != nil {
 		return res.Job.ID, err
@@ -348,6 +409,9 @@ func (q *Queue) Job(ctx context.Context, id int64) (*rivertype.JobRow, error) {
 // to return. Then it closes the database.
 func (q *Queue) Stop(ctx context.Context) error {
 	var err error
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.startCtx = nil // no lazy start after Stop
 	if q.started {
 		if err = q.client.Stop(ctx); err != nil {
 			cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -45,6 +45,10 @@ func openJobs(ctx context.Context, cfg configs.Config, objs store.Objects, meta 
 		Encoder:    encoder,
 		MaxWorkers: cfg.Transcode.MaxVODWorkers,
 		Log:        log,
+		// An idle server should cost nothing: River polls for jobs
+		// inserted by other processes, and on SQLite (no LISTEN/NOTIFY)
+		// every poll is a query. A VOD job waits a few seconds at most.
+		PollInterval: 5 * time.Second,
 	}
 	var q *jobs.Queue
 	var err error
