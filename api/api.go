@@ -67,8 +67,12 @@ type Limits struct {
 	// a minute, which no person reaches and which slows guessing.
 	Auth int
 	// API is for everything else: default 600 a minute.
-	API    int
-	Window time.Duration // default 1 min
+	API int
+	// Account is per signed-in account across all its addresses (a
+	// token shared by many clients, or one client hopping addresses):
+	// default 1200 a minute. Negative turns a limit off.
+	Account int
+	Window  time.Duration // default 1 min
 }
 
 // Deps are what New needs. Auth, Users and Limiter are required
@@ -168,6 +172,9 @@ func New(d Deps) http.Handler {
 	}
 	if d.Limits.API == 0 {
 		d.Limits.API = 600
+	}
+	if d.Limits.Account == 0 {
+		d.Limits.Account = 1200
 	}
 	if d.Limits.Window <= 0 {
 		d.Limits.Window = time.Minute
@@ -274,6 +281,17 @@ func (a *API) authenticated(h http.HandlerFunc, optional bool, roles []store.Rol
 		if err != nil {
 			a.writeError(w, r, err)
 			return
+		}
+		if a.d.Limits.Account > 0 {
+			ok, retry, err := a.d.Limiter.Allow(r.Context(), "api:user:"+p.UserID, a.d.Limits.Account, a.d.Limits.Window)
+			if err != nil {
+				a.writeError(w, r, err)
+				return
+			}
+			if !ok {
+				a.writeError(w, r, &auth.Error{Code: auth.CodeRateLimited, Message: "too many requests for this account; slow down", RetryAfter: retry})
+				return
+			}
 		}
 		if roles != nil && !slices.Contains(roles, p.Role) {
 			msg := "admins only"

@@ -112,7 +112,7 @@ func newEnvWith(t *testing.T, open backend, limits api.Limits, cfg auth.Config, 
 	}
 	svc := auth.NewService(meta, sessions, hasher, tokens, cfg, log)
 	if limits == (api.Limits{}) {
-		limits = api.Limits{Auth: -1, API: -1}
+		limits = api.Limits{Auth: -1, API: -1, Account: -1}
 	}
 	d := api.Deps{Auth: svc, Users: svc, Limiter: auth.RateLimiter{Sessions: sessions}, Limits: limits,
 		Channels: meta, Content: meta, Logger: log}
@@ -573,6 +573,21 @@ func security(t *testing.T, open backend) {
 			t.Fatalf("Retry-After %q", r.header.Get("Retry-After"))
 		}
 		e.want(e.do("GET", "/api/openapi.json", "", nil), 200, "other bucket")
+	})
+
+	t.Run("AccountRateLimit", func(t *testing.T) {
+		// Per account, whatever the address: the per-IP limits are off.
+		e := newEnv(t, open, api.Limits{Auth: -1, API: -1, Account: 3})
+		a := e.register(store.RoleViewer)
+		other := e.register(store.RoleViewer)
+		for i := range 3 {
+			e.want(e.do("GET", "/api/users/me", a.access, nil), 200, fmt.Sprint("request ", i))
+		}
+		r := e.want(e.do("GET", "/api/users/me", a.access, nil), 429, "over the account limit")
+		if r.header.Get("Retry-After") == "" {
+			t.Fatal("no Retry-After")
+		}
+		e.want(e.do("GET", "/api/users/me", other.access, nil), 200, "another account")
 	})
 
 	t.Run("MFA", func(t *testing.T) {

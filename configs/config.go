@@ -52,6 +52,9 @@ type Auth struct {
 	// Requests per minute and client IP: auth endpoints, and the rest.
 	AuthRatePerMinute int `yaml:"auth_rate_per_minute"`
 	APIRatePerMinute  int `yaml:"api_rate_per_minute"`
+	// AccountRatePerMinute limits each signed-in account across all its
+	// addresses.
+	AccountRatePerMinute int `yaml:"account_rate_per_minute"`
 	// URLSigningKey (base64, 32+ bytes) signs playback URLs of protected
 	// channels; empty: generated once into data_dir/auth/. Every streamd
 	// process of a deployment must share it.
@@ -245,17 +248,18 @@ func Defaults() Config {
 			EndGrace:         Duration(5 * time.Second),
 		},
 		Auth: Auth{
-			AccessTTL:         Duration(15 * time.Minute),
-			RefreshTTL:        Duration(30 * 24 * time.Hour),
-			LockoutFailures:   5,
-			LockoutWindow:     Duration(15 * time.Minute),
-			LockoutDuration:   Duration(15 * time.Minute),
-			AuthRatePerMinute: 20,
-			APIRatePerMinute:  600,
-			URLTokenTTL:       Duration(6 * time.Hour),
-			TierMaxHeight:     map[string]int{"free": 1080, "premium": 0, "family": 0},
-			OIDC:              []OIDCProvider{},
-			FamilyMaxProfiles: 5,
+			AccessTTL:            Duration(15 * time.Minute),
+			RefreshTTL:           Duration(30 * 24 * time.Hour),
+			LockoutFailures:      5,
+			LockoutWindow:        Duration(15 * time.Minute),
+			LockoutDuration:      Duration(15 * time.Minute),
+			AuthRatePerMinute:    20,
+			APIRatePerMinute:     600,
+			AccountRatePerMinute: 1200,
+			URLTokenTTL:          Duration(6 * time.Hour),
+			TierMaxHeight:        map[string]int{"free": 1080, "premium": 0, "family": 0},
+			OIDC:                 []OIDCProvider{},
+			FamilyMaxProfiles:    5,
 		},
 		Upload:    Upload{MaxSizeMB: 51200, TempDir: "./data/uploads", PresignExpiry: Duration(6 * time.Hour)},
 		Transcode: Transcode{Encoder: "libx264", OverCapacity: "passthrough", MaxVODWorkers: 1},
@@ -469,6 +473,9 @@ func (c *Config) Validate() []Problem {
 	}
 	if a.FamilyMaxProfiles < 1 || a.FamilyMaxProfiles > 100 {
 		add("auth.family_max_profiles", "%d is outside 1..100", a.FamilyMaxProfiles)
+	}
+	if a.AccountRatePerMinute < 1 {
+		add("auth.account_rate_per_minute", "%d must be at least 1", a.AccountRatePerMinute)
 	}
 	if a.AuthRatePerMinute < 1 || a.APIRatePerMinute < 1 {
 		add("auth.auth_rate_per_minute", "auth.auth_rate_per_minute and auth.api_rate_per_minute must be at least 1")

@@ -97,7 +97,8 @@ func newAPI(cfg configs.Config, svc *auth.Service, meta store.Meta, sessions sto
 	d := api.Deps{
 		Auth: svc, Users: svc, Limiter: auth.RateLimiter{Sessions: sessions},
 		Channels: meta, Content: meta, OIDCPostLoginURL: cfg.Auth.OIDCPostLoginURL,
-		Limits: api.Limits{Auth: cfg.Auth.AuthRatePerMinute, API: cfg.Auth.APIRatePerMinute, Window: time.Minute},
+		Limits: api.Limits{Auth: cfg.Auth.AuthRatePerMinute, API: cfg.Auth.APIRatePerMinute,
+			Account: cfg.Auth.AccountRatePerMinute, Window: time.Minute},
 		Logger: log,
 	}
 	// newAuthService checked the providers already.
