@@ -1,6 +1,7 @@
 package rtmp
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -282,11 +283,31 @@ func (c *session) linger() {
 // caps it with an absolute setup deadline until endSetup. Writes get the
 // same bound so a peer that stops reading cannot block us either. It is
 // used from the connection's goroutine only.
+//
+// Reads go through a buffer: the RTMP reader asks for a few bytes at a
+// time (chunk headers, then payloads of at most the chunk size), and one
+// system call plus one deadline update per small read was the largest
+// cost of a passthrough channel. The deadline is refreshed only when the
+// buffer is empty, i.e. when we really wait for the peer.
 type deadlineConn struct {
 	net.Conn
 	timeout    time.Duration
 	setupTotal time.Duration
 	setupUntil time.Time // zero after endSetup
+	br         *bufio.Reader
+}
+
+// readBuffer holds what one socket read may bring: several RTMP chunks.
+const readBuffer = 32 << 10
+
+// socketReader is the unbuffered side of deadlineConn.
+type socketReader struct{ d *deadlineConn }
+
+func (r socketReader) Read(p []byte) (int, error) {
+	if err := r.d.Conn.SetReadDeadline(r.d.deadline()); err != nil {
+		return 0, err
+	}
+	return r.d.Conn.Read(p)
 }
 
 func (d *deadlineConn) deadline() time.Time {
@@ -304,10 +325,10 @@ func (d *deadlineConn) setupExpired() bool {
 func (d *deadlineConn) endSetup() { d.setupUntil = time.Time{} }
 
 func (d *deadlineConn) Read(p []byte) (int, error) {
-	if err := d.Conn.SetReadDeadline(d.deadline()); err != nil {
-		return 0, err
+	if d.br == nil {
+		d.br = bufio.NewReaderSize(socketReader{d}, readBuffer)
 	}
-	return d.Conn.Read(p)
+	return d.br.Read(p)
 }
 
 func (d *deadlineConn) Write(p []byte) (int, error) {
