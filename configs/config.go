@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -231,7 +232,7 @@ type Channel struct {
 // Defaults returns the configuration the embedded file describes. A test
 // keeps the two equal.
 func Defaults() Config {
-	return Config{
+	c := Config{
 		Log:     Log{Level: "info", Format: "text"},
 		DataDir: "./data",
 		HTTP:    HTTP{Addr: ":8080", AllowedOrigins: []string{"*"}, CacheMB: 256},
@@ -239,7 +240,7 @@ func Defaults() Config {
 		RTSP:    RTSP{Addr: ":8554", UDPRTPAddr: ":8000", UDPRTCPAddr: ":8001"},
 		Storage: Storage{
 			Objects:  Objects{Driver: "fs", Path: "./data"},
-			Meta:     Meta{Driver: "sqlite", URL: "./data/streamd.db"},
+			Meta:     Meta{Driver: "sqlite"},
 			Sessions: Sessions{Driver: "memory"},
 		},
 		Live: Live{
@@ -261,10 +262,25 @@ func Defaults() Config {
 			OIDC:                 []OIDCProvider{},
 			FamilyMaxProfiles:    5,
 		},
-		Upload:    Upload{MaxSizeMB: 51200, TempDir: "./data/uploads", PresignExpiry: Duration(6 * time.Hour)},
+		Upload:    Upload{MaxSizeMB: 51200, PresignExpiry: Duration(6 * time.Hour)},
 		Transcode: Transcode{Encoder: "libx264", OverCapacity: "passthrough", MaxVODWorkers: 1},
 		Ladders:   []Ladder{defaultLadder()},
 		Channels:  []Channel{{Name: "main"}},
+	}
+	return c
+}
+
+// Resolve fills the keys whose default lives in data_dir: the SQLite
+// file and the upload folder follow data_dir when left empty, so moving
+// data_dir moves all the state streamd keeps. Load does it; a program
+// that builds a Config by hand (from Defaults) calls it after setting
+// data_dir.
+func (c *Config) Resolve() {
+	if c.Storage.Meta.Driver == "sqlite" && c.Storage.Meta.URL == "" {
+		c.Storage.Meta.URL = filepath.Join(c.DataDir, "streamd.db")
+	}
+	if c.Upload.TempDir == "" {
+		c.Upload.TempDir = filepath.Join(c.DataDir, "uploads")
 	}
 }
 

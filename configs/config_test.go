@@ -16,7 +16,9 @@ func TestShippedFileEqualsDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := Defaults(); !reflect.DeepEqual(cfg, want) {
+	want := Defaults()
+	want.Resolve()
+	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("configs/streamd.yaml and Defaults() differ:\nfile:     %+v\ndefaults: %+v", cfg, want)
 	}
 }
@@ -303,5 +305,21 @@ func TestMaxVODWorkers(t *testing.T) {
 	_, err = Parse([]byte("transcode:\n  max_vod_workers: 0\n"), "x", noEnv)
 	if err == nil || !strings.Contains(err.Error(), "transcode.max_vod_workers") {
 		t.Fatalf("0 workers not refused: %v", err)
+	}
+}
+
+func TestStateFollowsDataDir(t *testing.T) {
+	env := map[string]string{"STREAMD_DATA_DIR": "/var/lib/streamd"}
+	cfg, err := Parse(DefaultFile(), "d", func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Storage.Meta.URL != "/var/lib/streamd/streamd.db" || cfg.Upload.TempDir != "/var/lib/streamd/uploads" {
+		t.Fatalf("meta %q, uploads %q", cfg.Storage.Meta.URL, cfg.Upload.TempDir)
+	}
+	env["STREAMD_STORAGE_META_URL"] = "/srv/meta.db"
+	cfg, _ = Parse(DefaultFile(), "d", func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if cfg.Storage.Meta.URL != "/srv/meta.db" {
+		t.Fatalf("an explicit url was replaced: %q", cfg.Storage.Meta.URL)
 	}
 }

@@ -68,6 +68,7 @@ func Parse(data []byte, source string, lookupEnv func(string) (string, bool)) (C
 	}
 	if len(problems) == 0 {
 		problems = append(problems, applyEnv(reflect.ValueOf(&cfg).Elem(), "", lookupEnv)...)
+		cfg.Resolve()
 	}
 	if len(problems) == 0 {
 		for _, p := range cfg.Validate() {

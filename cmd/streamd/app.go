@@ -83,6 +83,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			m.Close()
 		}
 	}()
+	m.Config.Resolve() // a Config built by hand may leave data_dir's defaults empty
 	cfg := m.Config
 	if ps := checkTranscode(cfg); len(ps) > 0 {
 		return &configs.Error{Source: "config", Problems: ps}

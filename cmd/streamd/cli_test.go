@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -197,34 +198,10 @@ func TestFirstAdminThenAPI(t *testing.T) {
 // TestUploadThroughTheBinary: a publisher uploads a master with tus and it
 // lands in the object store; a viewer may not.
 func TestUploadThroughTheBinary(t *testing.T) {
-	dir := t.TempDir()
-	for k, v := range map[string]string{
-		"STREAMD_DATA_DIR": filepath.Join(dir, "data"), "STREAMD_STORAGE_OBJECTS_PATH": filepath.Join(dir, "objects"),
-		"STREAMD_STORAGE_META_URL": filepath.Join(dir, "data", "streamd.db"), "STREAMD_UPLOAD_TEMP_DIR": filepath.Join(dir, "uploads"),
-	} {
-		t.Setenv(k, v)
-	}
-	for _, u := range []struct{ name, role string }{{"pub", "publisher"}, {"watcher", "viewer"}} {
-		var out, errb bytes.Buffer
-		if code := run(context.Background(), []string{"user", "add", "--email", u.name + "@example.com", "--username", u.name, "--role", u.role},
-			strings.NewReader("a long enough passphrase\n"), &out, &errb); code != 0 {
-			t.Fatalf("user add %s: %s", u.name, errb.String())
-		}
-	}
-	cfg, err := configs.Load("", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.HTTP.Addr, cfg.RTMP.Addr, cfg.RTSP.Addr = "127.0.0.1:0", "", "127.0.0.1:0"
-	cfg.RTSP.UDPRTPAddr, cfg.RTSP.UDPRTCPAddr = "", ""
-	m := &Main{Config: cfg}
-	if err := m.Run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := inProcess(t, nil, nil, [2]string{"pub", "publisher"}, [2]string{"watcher", "viewer"})
 	base := "http://" + m.HTTPAddr.String()
 	login := func(user string) string {
-		resp, err := http.Post(base+"/api/auth/login", "application/json", strings.NewReader(`{"username":"`+user+`","password":"a long enough passphrase"}`))
+		resp, err := http.Post(base+"/api/auth/login", "application/json", strings.NewReader(`{"username":"`+user+`","password":"`+testPassword+`"}`))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -262,13 +239,52 @@ func TestUploadThroughTheBinary(t *testing.T) {
 	req.Header.Set("Upload-Offset", "0")
 	req.Header.Set("Content-Type", "application/offset+octet-stream")
 	req.Header.Set("Authorization", "Bearer "+login("pub"))
-	resp, err = http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode != 204 {
-		t.Fatalf("patch: %v %d", err, resp.StatusCode)
+		t.Fatalf("patch: %v %v", err, resp)
 	}
 	resp.Body.Close()
 	infos, err := m.Objects.List(context.Background(), "masters/")
 	if err != nil || len(infos) != 1 || infos[0].Size != int64(len(data)) || !strings.HasSuffix(infos[0].Key, "/master.mp4") {
 		t.Fatalf("stored masters: %+v %v", infos, err)
 	}
+}
+
+// testPassword is the password of the accounts inProcess creates.
+const testPassword = "a long enough passphrase"
+
+// inProcess runs the whole server in this process on the default config,
+// its state in a temporary folder, after creating the accounts (name and
+// role; email name@example.com, password testPassword) with `streamd
+// user add`, as an operator would. env overrides further keys; job is
+// the VOD job spec for uploads (nil: the default).
+func inProcess(t *testing.T, env map[string]string, job []byte, users ...[2]string) *Main {
+	t.Helper()
+	dir := t.TempDir()
+	all := map[string]string{
+		"STREAMD_DATA_DIR": filepath.Join(dir, "data"), "STREAMD_STORAGE_OBJECTS_PATH": filepath.Join(dir, "objects"),
+		"STREAMD_STORAGE_META_URL": filepath.Join(dir, "data", "streamd.db"), "STREAMD_UPLOAD_TEMP_DIR": filepath.Join(dir, "uploads"),
+	}
+	maps.Copy(all, env)
+	for k, v := range all {
+		t.Setenv(k, v)
+	}
+	for _, u := range users {
+		var out, errb bytes.Buffer
+		if code := run(context.Background(), []string{"user", "add", "--email", u[0] + "@example.com", "--username", u[0], "--role", u[1]},
+			strings.NewReader(testPassword+"\n"), &out, &errb); code != 0 {
+			t.Fatalf("user add %s: %s", u[0], errb.String())
+		}
+	}
+	cfg, err := configs.Load("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.HTTP.Addr, cfg.RTMP.Addr, cfg.RTSP.Addr = "127.0.0.1:0", "", ""
+	m := &Main{Config: cfg, VODJob: job}
+	if err := m.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
 }

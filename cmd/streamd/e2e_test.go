@@ -7,7 +7,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -526,5 +525,4 @@ func TestOriginRefusesTraversal(t *testing.T) {
 	if resp, b := s.get(t, "/metrics"); resp.StatusCode != 200 || !bytes.Contains(b, []byte("go_goroutines")) {
 		t.Errorf("/metrics: %d", resp.StatusCode)
 	}
-	_ = context.Background
 }

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,7 +18,6 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
-	"github.com/streamd/streamd/configs"
 	"github.com/streamd/streamd/internal/testenv"
 )
 
@@ -95,28 +93,7 @@ func TestLibraryBrowserPlaysVOD(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 
-	dir := t.TempDir()
-	for k, v := range map[string]string{
-		"STREAMD_DATA_DIR": filepath.Join(dir, "data"), "STREAMD_STORAGE_OBJECTS_PATH": filepath.Join(dir, "objects"),
-		"STREAMD_STORAGE_META_URL": filepath.Join(dir, "data", "streamd.db"), "STREAMD_UPLOAD_TEMP_DIR": filepath.Join(dir, "uploads"),
-	} {
-		t.Setenv(k, v)
-	}
-	var out, errb bytes.Buffer
-	if code := run(ctx, []string{"user", "add", "--email", "pub@example.com", "--username", "pub", "--role", "publisher"},
-		strings.NewReader("a long enough passphrase\n"), &out, &errb); code != 0 {
-		t.Fatalf("user add: %s", errb.String())
-	}
-	cfg, err := configs.Load("", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.HTTP.Addr, cfg.RTMP.Addr, cfg.RTSP.Addr = "127.0.0.1:0", "", ""
-	m := &Main{Config: cfg, VODJob: []byte(vodTestJob)}
-	if err := m.Run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := inProcess(t, nil, []byte(vodTestJob), [2]string{"pub", "publisher"})
 	base := "http://" + m.HTTPAddr.String()
 
 	do := func(method, p, ctype string, body []byte, hdr ...string) *http.Response {

@@ -17,7 +17,6 @@ import (
 
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
 
-	"github.com/streamd/streamd/configs"
 	"github.com/streamd/streamd/internal/testenv"
 )
 
@@ -37,32 +36,11 @@ func TestUploadVODJobPostgres(t *testing.T) { testUploadVODJob(t, testenv.Postgr
 func testUploadVODJob(t *testing.T, pgURL string) {
 	ffprobe := testenv.FFprobe(t)
 	testenv.FFmpeg(t)
-	dir := t.TempDir()
-	env := map[string]string{
-		"STREAMD_DATA_DIR": filepath.Join(dir, "data"), "STREAMD_STORAGE_OBJECTS_PATH": filepath.Join(dir, "objects"),
-		"STREAMD_STORAGE_META_URL": filepath.Join(dir, "data", "streamd.db"), "STREAMD_UPLOAD_TEMP_DIR": filepath.Join(dir, "uploads"),
-	}
+	env := map[string]string{}
 	if pgURL != "" {
 		env["STREAMD_STORAGE_META_DRIVER"], env["STREAMD_STORAGE_META_URL"] = "postgres", pgURL
 	}
-	for k, v := range env {
-		t.Setenv(k, v)
-	}
-	var out, errb bytes.Buffer
-	if code := run(context.Background(), []string{"user", "add", "--email", "pub@example.com", "--username", "pub", "--role", "publisher"},
-		strings.NewReader("a long enough passphrase\n"), &out, &errb); code != 0 {
-		t.Fatalf("user add: %s", errb.String())
-	}
-	cfg, err := configs.Load("", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.HTTP.Addr, cfg.RTMP.Addr, cfg.RTSP.Addr = "127.0.0.1:0", "", ""
-	m := &Main{Config: cfg, VODJob: []byte(vodTestJob)}
-	if err := m.Run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := inProcess(t, env, []byte(vodTestJob), [2]string{"pub", "publisher"})
 	base := "http://" + m.HTTPAddr.String()
 
 	resp, err := http.Post(base+"/api/auth/login", "application/json", strings.NewReader(`{"username":"pub","password":"a long enough passphrase"}`))
@@ -218,7 +196,7 @@ func testUploadVODJob(t *testing.T, pgURL string) {
 		}
 		seg = append(seg, b...)
 	}
-	f := filepath.Join(dir, "seg.mp4")
+	f := filepath.Join(t.TempDir(), "seg.mp4")
 	if err := os.WriteFile(f, seg, 0o644); err != nil {
 		t.Fatal(err)
 	}
