@@ -55,7 +55,9 @@ type OIDCLogin interface {
 	Callback(ctx context.Context, name, state, code, providerError string) (auth.LoginResult, error)
 }
 
-// Limiter counts hits per key in fixed windows (auth.RateLimiter).
+// Limiter allows limit hits per window for each key, smoothly (GCRA:
+// ratelimit.Memory in process, ratelimit.Redis across processes); when it
+// refuses, retryAfter is when the next hit would pass.
 type Limiter interface {
 	Allow(ctx context.Context, key string, limit int, window time.Duration) (ok bool, retryAfter time.Duration, err error)
 }
@@ -86,6 +88,9 @@ type Deps struct {
 	// Without them their endpoints answer 503.
 	Channels ChannelStore
 	Content  ContentStore
+	// Playback signs the playback URLs of protected channels and items
+	// (GET /api/streaming/{id}); nil: those answer 503.
+	Playback PlaybackSigner
 	// OIDC is the OpenID Connect login; nil: no provider configured.
 	OIDC OIDCLogin
 	// OIDCPostLoginURL, when set, makes the OIDC callback redirect there
@@ -157,6 +162,10 @@ var routes = []route{
 	{"GET", "/api/content", (*API).listContent, "optional"},
 	{"POST", "/api/content", (*API).createContent, "publisher"},
 	{"GET", "/api/content/{id}", (*API).getContent, "optional"},
+	{"PUT", "/api/content/{id}", (*API).putContent, "publisher"},
+
+	// Playback URLs: a catalog item's id or a channel's name.
+	{"GET", "/api/streaming/{id}", (*API).streaming, "optional"},
 }
 
 // New returns the handler for /api/... (mount it at "/api/").

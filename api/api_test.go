@@ -26,6 +26,7 @@ import (
 	"github.com/streamd/streamd/api"
 	"github.com/streamd/streamd/auth"
 	"github.com/streamd/streamd/internal/testenv"
+	"github.com/streamd/streamd/ratelimit"
 	"github.com/streamd/streamd/store"
 	"github.com/streamd/streamd/store/memsessions"
 	"github.com/streamd/streamd/store/pgmeta"
@@ -114,7 +115,7 @@ func newEnvWith(t *testing.T, open backend, limits api.Limits, cfg auth.Config, 
 	if limits == (api.Limits{}) {
 		limits = api.Limits{Auth: -1, API: -1, Account: -1}
 	}
-	d := api.Deps{Auth: svc, Users: svc, Limiter: auth.RateLimiter{Sessions: sessions}, Limits: limits,
+	d := api.Deps{Auth: svc, Users: svc, Limiter: limiterFor(t, sessions), Limits: limits,
 		Channels: meta, Content: meta, Logger: log}
 	srv := httptest.NewUnstartedServer(nil)
 	e := &env{t: t, url: "http://" + srv.Listener.Addr().String(), svc: svc, key: key, logs: logs, sessions: sessions, meta: meta}
@@ -680,4 +681,13 @@ func must[T any](v T, err error) T {
 
 func url(s string) string {
 	return strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23", " ", "%20", "/", "%2F", "`", "%60", "\"", "%22", "\\", "%5C").Replace(s)
+}
+
+// limiterFor is the limiter streamd uses with these sessions: GCRA in
+// Redis (redis_rate) for Redis sessions, in process otherwise.
+func limiterFor(t *testing.T, sessions store.Sessions) api.Limiter {
+	if rs, ok := sessions.(*redissessions.Store); ok {
+		return ratelimit.NewRedis(rs.Client(), "test:"+store.NewID()+":")
+	}
+	return ratelimit.NewMemory(nil)
 }

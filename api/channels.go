@@ -50,16 +50,19 @@ func textField(name, v string, limit int) error {
 // channelJSON is a channel as its managers see it: never the key, only
 // its first characters.
 type channelJSON struct {
-	Name         string    `json:"name"`
-	Title        string    `json:"title"`
-	Description  string    `json:"description"`
-	OwnerID      string    `json:"owner_id,omitempty"`
-	ManagedBy    string    `json:"managed_by"` // "config" or "api"
-	KeyPrefix    string    `json:"key_prefix"`
-	KeyRotatedAt time.Time `json:"key_rotated_at"`
-	CreatedAt    time.Time `json:"created_at"`
-	UpdatedAt    time.Time `json:"updated_at"`
-	PlayURL      string    `json:"play_url"` // path of the HLS master playlist
+	Name        string `json:"name"`
+	Title       string `json:"title"`
+	Description string `json:"description"`
+	OwnerID     string `json:"owner_id,omitempty"`
+	ManagedBy   string `json:"managed_by"` // "config" or "api"
+	// Visibility: "protected" channels play only through the signed URLs
+	// of GET /api/streaming/{name}.
+	Visibility   store.Visibility `json:"visibility"`
+	KeyPrefix    string           `json:"key_prefix"`
+	KeyRotatedAt time.Time        `json:"key_rotated_at"`
+	CreatedAt    time.Time        `json:"created_at"`
+	UpdatedAt    time.Time        `json:"updated_at"`
+	PlayURL      string           `json:"play_url"` // path of the HLS master playlist
 }
 
 // channelWithKey is the one answer that shows a stream key: create and
@@ -71,10 +74,13 @@ type channelWithKey struct {
 
 func toChannelJSON(c store.Channel) channelJSON {
 	j := channelJSON{Name: c.Name, Title: c.Title, Description: c.Description, OwnerID: c.OwnerID,
-		ManagedBy: "api", KeyPrefix: c.KeyPrefix, KeyRotatedAt: c.KeyRotatedAt, CreatedAt: c.CreatedAt,
+		ManagedBy: "api", Visibility: c.Visibility, KeyPrefix: c.KeyPrefix, KeyRotatedAt: c.KeyRotatedAt, CreatedAt: c.CreatedAt,
 		UpdatedAt: c.UpdatedAt, PlayURL: "/live/" + url.PathEscape(c.Name) + "/index.m3u8"}
 	if c.FromConfig {
 		j.ManagedBy = "config"
+	}
+	if j.Visibility == "" {
+		j.Visibility = store.VisibilityPublic
 	}
 	return j
 }
@@ -154,12 +160,20 @@ func (a *API) createChannel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var in struct {
-		Name        string `json:"name"`
-		Title       string `json:"title"`
-		Description string `json:"description"`
+		Name        string           `json:"name"`
+		Title       string           `json:"title"`
+		Description string           `json:"description"`
+		Visibility  store.Visibility `json:"visibility"`
 	}
 	if err := decode(w, r, &in); err != nil {
 		a.writeError(w, r, err)
+		return
+	}
+	if in.Visibility == "" {
+		in.Visibility = store.VisibilityPublic
+	}
+	if !in.Visibility.Valid() {
+		a.writeError(w, r, errVisibility)
 		return
 	}
 	if !channelName.MatchString(in.Name) {
@@ -177,7 +191,7 @@ func (a *API) createChannel(w http.ResponseWriter, r *http.Request) {
 	}
 	key := auth.NewStreamKey()
 	ch, err := cs.CreateChannel(r.Context(), store.Channel{Name: in.Name, Title: in.Title, Description: in.Description,
-		OwnerID: principal(r).UserID}, key)
+		OwnerID: principal(r).UserID, Visibility: in.Visibility}, key)
 	if err != nil {
 		a.writeError(w, r, storeError(err, "channel"))
 		return
@@ -195,11 +209,16 @@ func (a *API) getChannel(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) putChannel(w http.ResponseWriter, r *http.Request) {
 	var in struct {
-		Title       *string `json:"title"`
-		Description *string `json:"description"`
+		Title       *string           `json:"title"`
+		Description *string           `json:"description"`
+		Visibility  *store.Visibility `json:"visibility"`
 	}
 	if err := decode(w, r, &in); err != nil {
 		a.writeError(w, r, err)
+		return
+	}
+	if in.Visibility != nil && !in.Visibility.Valid() {
+		a.writeError(w, r, errVisibility)
 		return
 	}
 	if in.Title != nil {
@@ -218,13 +237,20 @@ func (a *API) putChannel(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	ch, err := cs.UpdateChannel(r.Context(), ch.Name, store.ChannelUpdate{Title: in.Title, Description: in.Description})
+	if in.Visibility != nil && ch.FromConfig && *in.Visibility != ch.Visibility {
+		a.writeError(w, r, errConfigManaged("sets its visibility (protected: true|false)"))
+		return
+	}
+	ch, err := cs.UpdateChannel(r.Context(), ch.Name, store.ChannelUpdate{Title: in.Title, Description: in.Description,
+		Visibility: in.Visibility})
 	if err != nil {
 		a.writeError(w, r, storeError(err, "channel"))
 		return
 	}
 	writeJSON(w, http.StatusOK, toChannelJSON(ch))
 }
+
+var errVisibility = apiError(auth.CodeInvalidArgument, "visibility: want public or protected")
 
 // errConfigManaged refuses a change the config file would undo at the
 // next start.

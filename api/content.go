@@ -17,6 +17,7 @@ type ContentStore interface {
 	CreateContent(ctx context.Context, c store.Content) (store.Content, error)
 	GetContent(ctx context.Context, id string) (store.Content, error)
 	ListContent(ctx context.Context, q store.ContentQuery) ([]store.Content, error)
+	UpdateContent(ctx context.Context, id string, u store.ContentUpdate) (store.Content, error)
 }
 
 // Limits of the catalog's query parameters and the genre field.
@@ -185,7 +186,7 @@ func (a *API) createContent(w http.ResponseWriter, r *http.Request) {
 		in.Visibility = store.VisibilityPublic
 	}
 	if !in.Visibility.Valid() {
-		a.writeError(w, r, apiError(auth.CodeInvalidArgument, "visibility: want public or protected"))
+		a.writeError(w, r, errVisibility)
 		return
 	}
 	c, err := cs.CreateContent(r.Context(), store.Content{Title: in.Title, Description: in.Description,
@@ -197,4 +198,65 @@ func (a *API) createContent(w http.ResponseWriter, r *http.Request) {
 	a.log.InfoContext(r.Context(), "content created", "content", c.ID, "user", principal(r).UserID)
 	w.Header().Set("Location", "/api/content/"+url.PathEscape(c.ID))
 	writeJSON(w, http.StatusCreated, toContentJSON(c))
+}
+
+// putContent changes an item's title, description, genre or visibility:
+// its owner or an admin. Another publisher's item is a 404. Making an
+// item protected takes effect at the origin within a few seconds
+// (playback.DefaultMemoTTL); signed URLs already given out keep working
+// until they expire.
+func (a *API) putContent(w http.ResponseWriter, r *http.Request) {
+	cs, ok := a.content(w, r)
+	if !ok {
+		return
+	}
+	var in struct {
+		Title       *string           `json:"title"`
+		Description *string           `json:"description"`
+		Genre       *string           `json:"genre"`
+		Visibility  *store.Visibility `json:"visibility"`
+	}
+	if err := decode(w, r, &in); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	if in.Title != nil && *in.Title == "" {
+		a.writeError(w, r, apiError(auth.CodeInvalidArgument, "title: must not be empty"))
+		return
+	}
+	for _, f := range []struct {
+		name  string
+		v     *string
+		limit int
+	}{{"title", in.Title, maxTitle}, {"description", in.Description, maxDescription}, {"genre", in.Genre, maxGenre}} {
+		if f.v == nil {
+			continue
+		}
+		if err := textField(f.name, *f.v, f.limit); err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+	}
+	if in.Visibility != nil && !in.Visibility.Valid() {
+		a.writeError(w, r, errVisibility)
+		return
+	}
+	id := r.PathValue("id")
+	c, err := cs.GetContent(r.Context(), id)
+	p := principal(r)
+	if err == nil && c.OwnerID != p.UserID && p.Role != store.RoleAdmin {
+		err = store.ErrNotFound // not the caller's business
+	}
+	if err != nil {
+		a.writeError(w, r, storeError(err, "content item"))
+		return
+	}
+	c, err = cs.UpdateContent(r.Context(), id, store.ContentUpdate{Title: in.Title, Description: in.Description,
+		Genre: in.Genre, Visibility: in.Visibility})
+	if err != nil {
+		a.writeError(w, r, storeError(err, "content item"))
+		return
+	}
+	a.log.InfoContext(r.Context(), "content updated", "content", c.ID, "user", p.UserID, "visibility", c.Visibility)
+	writeJSON(w, http.StatusOK, toContentJSON(c))
 }

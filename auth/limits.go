@@ -6,43 +6,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/streamd/streamd/store"
 )
-
-// RateLimiter counts hits in fixed windows in the sessions store: in
-// process by default, in Redis when several streamd processes share it,
-// so that a limit holds across all of them. A fixed window lets through
-// at most twice the limit around a window's edge; that is fine for abuse
-// limits and costs one INCR per hit.
-type RateLimiter struct {
-	Sessions store.Sessions
-	// Now is the clock (default time.Now).
-	Now func() time.Time
-}
-
-// Allow counts a hit on key and reports whether it is within limit hits
-// per window; when it is not, retryAfter is the time left in the window.
-func (l RateLimiter) Allow(ctx context.Context, key string, limit int, window time.Duration) (ok bool, retryAfter time.Duration, err error) {
-	now := time.Now
-	if l.Now != nil {
-		now = l.Now
-	}
-	t := now()
-	w := window.Milliseconds()
-	if w <= 0 || limit <= 0 {
-		return true, 0, nil
-	}
-	idx := t.UnixMilli() / w
-	n, err := l.Sessions.Incr(ctx, "ratelimit:"+key+":"+strconv.FormatInt(idx, 10), window+time.Second)
-	if err != nil {
-		return false, 0, err
-	}
-	if n <= int64(limit) {
-		return true, 0, nil
-	}
-	end := time.UnixMilli((idx + 1) * w)
-	return false, max(end.Sub(t), time.Second), nil
-}
 
 // LockoutConfig is the login lockout: after MaxFailures wrong passwords
 // within Window, logins to that account are refused for Duration.

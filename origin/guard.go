@@ -59,8 +59,9 @@ import (
 // Guard decides which keys need a playback token and checks tokens.
 type Guard interface {
 	// Protected reports whether key (an object key: no leading slash)
-	// needs a token.
-	Protected(key string) bool
+	// needs a token. An error (the metadata that decides it is
+	// unreachable) makes the origin answer 503: it fails closed.
+	Protected(ctx context.Context, key string) (bool, error)
 	// Verify checks token for a request of the absolute path "/"+key
 	// from clientIP and returns what it grants. Any error is a 403.
 	Verify(token, path, clientIP string) (Grant, error)
@@ -101,9 +102,23 @@ const masterName = "index.m3u8"
 
 // TokenGuard is the Guard of signed playback URLs (auth.URLSigner).
 type TokenGuard struct {
-	signer   *auth.URLSigner
-	prefixes []string
-	now      func() time.Time
+	signer    *auth.URLSigner
+	protected func(ctx context.Context, key string) (bool, error)
+	now       func() time.Time
+}
+
+// NewPolicyGuard checks tokens with signer for the keys protected says
+// are protected (streamd's: channels and catalog items whose visibility
+// is "protected", looked up in the metadata store). now is the clock
+// (nil: time.Now).
+func NewPolicyGuard(signer *auth.URLSigner, protected func(ctx context.Context, key string) (bool, error), now func() time.Time) (*TokenGuard, error) {
+	if signer == nil || protected == nil {
+		return nil, errors.New("origin: token guard without a URL signer or a policy")
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &TokenGuard{signer: signer, protected: protected, now: now}, nil
 }
 
 // NewTokenGuard protects the keys under each of prefixes (absolute paths
@@ -120,20 +135,20 @@ func NewTokenGuard(signer *auth.URLSigner, prefixes []string, now func() time.Ti
 			return nil, fmt.Errorf("origin: protected prefix %q: want a clean absolute path such as /live/main/", p)
 		}
 	}
-	if now == nil {
-		now = time.Now
-	}
-	return &TokenGuard{signer: signer, prefixes: append([]string(nil), prefixes...), now: now}, nil
+	prefixes = append([]string(nil), prefixes...)
+	return NewPolicyGuard(signer, func(_ context.Context, key string) (bool, error) {
+		for _, p := range prefixes {
+			if auth.PathWithin("/"+key, p) {
+				return true, nil
+			}
+		}
+		return false, nil
+	}, now)
 }
 
 // Protected implements Guard.
-func (tg *TokenGuard) Protected(key string) bool {
-	for _, p := range tg.prefixes {
-		if auth.PathWithin("/"+key, p) {
-			return true
-		}
-	}
-	return false
+func (tg *TokenGuard) Protected(ctx context.Context, key string) (bool, error) {
+	return tg.protected(ctx, key)
 }
 
 // Verify implements Guard.
@@ -179,9 +194,18 @@ func (h *Handler) initGuard(cfg Config) {
 	})
 }
 
-// protected says whether the guard wants a token for key.
-func (h *Handler) protected(key string) bool {
-	return h.gs != nil && h.gs.guard.Protected(key)
+// protected says whether the guard wants a token for key. When the guard
+// cannot tell, the answer is a 503: serving a protected object to anyone
+// because its metadata was unreachable would be the worse failure.
+func (h *Handler) protected(ctx context.Context, key string) (bool, error) {
+	if h.gs == nil {
+		return false, nil
+	}
+	ok, err := h.gs.guard.Protected(ctx, key)
+	if err != nil {
+		return false, &httpError{status: http.StatusServiceUnavailable, msg: "cannot check playback rights now; try again", err: err}
+	}
+	return ok, nil
 }
 
 // serveGuarded answers GET or HEAD for a protected key.

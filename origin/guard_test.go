@@ -3,12 +3,14 @@ package origin
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -391,7 +393,7 @@ func TestNewTokenGuard(t *testing.T) {
 		"live/main/index.m3u8": true, "live/main/1080p/x.m4s": true, "live/mainly/index.m3u8": false,
 		"live/index.m3u8": false, "vod/film/index.m3u8": true, "vod/films/index.m3u8": false,
 	} {
-		if got := g.Protected(key); got != want {
+		if got, err := g.Protected(context.Background(), key); got != want || err != nil {
 			t.Errorf("Protected(%q) = %v", key, got)
 		}
 	}
@@ -493,4 +495,38 @@ func FuzzRewritePlaylist(f *testing.F) {
 			t.Fatalf("rewrite accepted what parseMaster refuses: %v", err)
 		}
 	})
+}
+
+// TestPolicyGuardFailsClosed: when the policy cannot tell whether a key is
+// protected (its metadata is unreachable), the origin answers 503, never
+// the object.
+func TestPolicyGuardFailsClosed(t *testing.T) {
+	s, _ := auth.NewURLSigner(bytes.Repeat([]byte{1}, 32))
+	var down atomic.Bool
+	g, err := NewPolicyGuard(s, func(ctx context.Context, key string) (bool, error) {
+		if down.Load() {
+			return false, errors.New("metadata store unreachable")
+		}
+		return strings.HasPrefix(key, "live/main/"), nil
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, Config{Guard: g})
+	srv := httptest.NewServer(f.handler)
+	t.Cleanup(srv.Close)
+	if res, _ := do(t, "GET", srv.URL+"/live/main/index.m3u8", nil); res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("protected without token: %d, want 401", res.StatusCode)
+	}
+	down.Store(true)
+	res, body := do(t, "GET", srv.URL+"/live/main/index.m3u8", nil)
+	if res.StatusCode != http.StatusServiceUnavailable || bytes.Contains(body, []byte("#EXTM3U")) {
+		t.Fatalf("policy down: %d %q, want 503 without the playlist", res.StatusCode, body)
+	}
+	if cc := res.Header.Get("Cache-Control"); !strings.Contains(cc, "no-store") && !strings.Contains(cc, "no-cache") {
+		t.Errorf("503 Cache-Control %q: a CDN could keep it", cc)
+	}
+	if _, err := NewPolicyGuard(s, nil, nil); err == nil {
+		t.Error("a guard without a policy was accepted")
+	}
 }

@@ -148,7 +148,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.options(w, r)
 		return
 	}
-	if h.protected(key) {
+	prot, err := h.protected(r.Context(), key)
+	if err != nil {
+		h.writeError(w, r, key, err)
+		return
+	}
+	if prot {
 		if err := h.serveGuarded(w, r, key); err != nil {
 			h.writeError(w, r, key, err)
 		}

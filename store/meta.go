@@ -54,7 +54,10 @@ type Channel struct {
 	OwnerID string
 	// FromConfig marks a channel synced from the config file: the file
 	// is the source of truth for its existence and its key.
-	FromConfig   bool
+	FromConfig bool
+	// Visibility: protected channels play only through signed URLs
+	// (GET /api/streaming/{name}); empty means public.
+	Visibility   Visibility
 	KeyRotatedAt time.Time
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
@@ -66,6 +69,7 @@ type ChannelUpdate struct {
 	Description *string
 	OwnerID     *string
 	FromConfig  *bool
+	Visibility  *Visibility
 }
 
 // Role says what a user may do.
@@ -108,7 +112,7 @@ type User struct {
 	LastLoginAt  time.Time       // zero: never logged in
 }
 
-// Visibility says who may watch a content item.
+// Visibility says who may watch a content item or a channel.
 type Visibility string
 
 // Visibilities.
@@ -179,6 +183,15 @@ type Content struct {
 	MasterKey string
 }
 
+// ContentUpdate changes a content item's editable fields; nil leaves one
+// as is.
+type ContentUpdate struct {
+	Title       *string
+	Description *string
+	Genre       *string
+	Visibility  *Visibility
+}
+
 // ContentQuery selects a page of the catalog, newest first (created_at,
 // then id, both descending).
 type ContentQuery struct {
@@ -229,6 +242,9 @@ type Meta interface {
 
 	CreateContent(ctx context.Context, c Content) (Content, error)
 	GetContent(ctx context.Context, id string) (Content, error)
+	// UpdateContent changes an item's editable fields (nil: unchanged)
+	// and returns the item as stored.
+	UpdateContent(ctx context.Context, id string, u ContentUpdate) (Content, error)
 	SetEncodingStatus(ctx context.Context, id string, s EncodingStatus) error
 	// UpdateEncoding sets the item's status, progress and reason at once
 	// (SetEncodingStatus resets progress and reason). Progress outside

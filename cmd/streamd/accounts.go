@@ -16,7 +16,9 @@ import (
 	"github.com/streamd/streamd/api"
 	"github.com/streamd/streamd/auth"
 	"github.com/streamd/streamd/configs"
+	"github.com/streamd/streamd/ratelimit"
 	"github.com/streamd/streamd/store"
+	"github.com/streamd/streamd/store/redissessions"
 )
 
 // newAuthService builds the account service on the opened backends.
@@ -93,9 +95,9 @@ func signingKey(cfg configs.Config, log *slog.Logger) (ed25519.PrivateKey, error
 }
 
 // newAPI is the /api handler.
-func newAPI(cfg configs.Config, svc *auth.Service, meta store.Meta, sessions store.Sessions, log *slog.Logger) http.Handler {
-	d := api.Deps{
-		Auth: svc, Users: svc, Limiter: auth.RateLimiter{Sessions: sessions},
+func newAPI(cfg configs.Config, svc *auth.Service, meta store.Meta, sessions store.Sessions, signer api.PlaybackSigner, log *slog.Logger) http.Handler {
+	d := api.Deps{Playback: signer,
+		Auth: svc, Users: svc, Limiter: rateLimiter(sessions),
 		Channels: meta, Content: meta, OIDCPostLoginURL: cfg.Auth.OIDCPostLoginURL,
 		Limits: api.Limits{Auth: cfg.Auth.AuthRatePerMinute, API: cfg.Auth.APIRatePerMinute,
 			Account: cfg.Auth.AccountRatePerMinute, Window: time.Minute},
@@ -156,4 +158,14 @@ func cmdUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	}
 	fmt.Fprintf(stdout, "created user %s (%s, role %s, id %s)\n", u.Username, u.Email, u.Role, u.ID)
 	return 0
+}
+
+// rateLimiter keeps the API's rate limits where the sessions live: in
+// Redis when the sessions are there, so that a limit holds across every
+// streamd process sharing it; in process otherwise.
+func rateLimiter(sessions store.Sessions) api.Limiter {
+	if rs, ok := sessions.(*redissessions.Store); ok {
+		return ratelimit.NewRedis(rs.Client(), "streamd:")
+	}
+	return ratelimit.NewMemory(nil)
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/streamd/streamd/live"
 	"github.com/streamd/streamd/origin"
 	"github.com/streamd/streamd/packager"
+	"github.com/streamd/streamd/playback"
 	"github.com/streamd/streamd/store"
 	"github.com/streamd/streamd/transcode"
 	"github.com/streamd/streamd/web"
@@ -121,7 +122,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.Registry = prometheus.NewRegistry()
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	if err := syncChannels(ctx, m.Meta, m.Channels, m.Log); err != nil {
+	protected := map[string]bool{}
+	for _, c := range cfg.Channels {
+		protected[c.Name] = c.Protected
+	}
+	if err := syncChannels(ctx, m.Meta, m.Channels, protected, m.Log); err != nil {
 		return fmt.Errorf("storage.meta: syncing channels: %w", err)
 	}
 	m.Hub = live.NewHub(m.Log, m.Channels)
@@ -169,12 +174,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	ocfg := origin.Config{AllowedOrigins: cfg.HTTP.AllowedOrigins, PlaylistMaxAge: seg / 2, CacheBytes: cacheBytes}
-	if prefixes := protectedPrefixes(cfg); len(prefixes) > 0 {
-		g, err := origin.NewTokenGuard(signer, prefixes, nil)
-		if err != nil {
-			return err
-		}
-		ocfg.Guard = g
+	// Which channels and catalog items are protected is read from the
+	// metadata store (channels made protected through the API too).
+	if ocfg.Guard, err = origin.NewPolicyGuard(signer, playback.NewPolicy(m.Meta, 0).Protected, nil); err != nil {
+		return err
 	}
 	og := origin.New(ocfg, objs, m.Log)
 	mux.Handle("/live/", og)
@@ -188,7 +191,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	webUI := web.New(m.Hub, m.Log)
-	mux.Handle("/api/", newAPI(cfg, svc, m.Meta, m.Sessions, m.Log))
+	mux.Handle("/api/", newAPI(cfg, svc, m.Meta, m.Sessions, issuer(cfg, signer), m.Log))
 	if m.Jobs, err = openJobs(ctx, cfg, objs, m.Meta, m.Log); err != nil {
 		return err
 	}
@@ -198,14 +201,6 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	mux.Handle(uploadBase, up)
 	mux.Handle("DELETE /api/content/{id}/job", cancelJobHandler(m.Meta, m.Jobs, svc))
-	mux.Handle("GET /api/streaming/{id}", streamingHandler{cfg: cfg, signer: signer, now: time.Now,
-		principal: func(r *http.Request) (auth.Principal, error) {
-			tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || tok == "" {
-				return auth.Principal{}, errors.New("no bearer token")
-			}
-			return svc.Authenticate(r.Context(), tok)
-		}})
 	mux.Handle("/api/channels", webUI) // the page's own endpoint
 	mux.Handle("/", webUI)
 

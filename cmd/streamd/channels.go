@@ -23,11 +23,14 @@ import (
 //   - a FromConfig channel no longer in the config is deleted, so its key
 //     stops working as it would have without a store.
 //
+// A configured channel's visibility is the config's (protected: true makes
+// it "protected"), set again at each start like its key.
+//
 // Channels created through the API (FromConfig false) are left alone: both
 // kinds live in the same table and publish the same way. The API refuses
 // to rotate or delete FromConfig channels (the file would undo it at the
 // next start). log may be nil; keys are never logged.
-func syncChannels(ctx context.Context, meta store.Meta, chans []live.Channel, log *slog.Logger) error {
+func syncChannels(ctx context.Context, meta store.Meta, chans []live.Channel, protected map[string]bool, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -38,9 +41,13 @@ func syncChannels(ctx context.Context, meta store.Meta, chans []live.Channel, lo
 		if c.StreamKey == "" {
 			return fmt.Errorf("channel %q: no stream key to sync", c.Name)
 		}
+		vis := store.VisibilityPublic
+		if protected[c.Name] {
+			vis = store.VisibilityProtected
+		}
 		cur, err := meta.GetChannel(ctx, c.Name)
 		if errors.Is(err, store.ErrNotFound) {
-			if _, err := meta.CreateChannel(ctx, store.Channel{Name: c.Name, FromConfig: true}, c.StreamKey); err != nil {
+			if _, err := meta.CreateChannel(ctx, store.Channel{Name: c.Name, FromConfig: true, Visibility: vis}, c.StreamKey); err != nil {
 				if errors.Is(err, store.ErrConflict) {
 					return fmt.Errorf("channel %q: its stream key is already used by another channel in the metadata store; change one of them", c.Name)
 				}
@@ -51,6 +58,12 @@ func syncChannels(ctx context.Context, meta store.Meta, chans []live.Channel, lo
 		}
 		if err != nil {
 			return fmt.Errorf("channel %q: %w", c.Name, err)
+		}
+		if cur.Visibility != vis {
+			if _, err := meta.UpdateChannel(ctx, c.Name, store.ChannelUpdate{Visibility: &vis}); err != nil {
+				return fmt.Errorf("channel %q: %w", c.Name, err)
+			}
+			log.Info("channel visibility set from the config", "channel", c.Name, "visibility", vis)
 		}
 		if !cur.FromConfig {
 			if _, err := meta.UpdateChannel(ctx, c.Name, store.ChannelUpdate{FromConfig: ptrTo(true)}); err != nil {

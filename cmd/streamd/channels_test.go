@@ -49,7 +49,7 @@ func TestSyncChannels(t *testing.T) {
 	var logs lockedBuf
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	cfg := []live.Channel{{Name: "main", StreamKey: "config-key-main-0123"}, {Name: "news", StreamKey: "config-key-news-0123"}}
-	if err := syncChannels(ctx, db, cfg, log); err != nil {
+	if err := syncChannels(ctx, db, cfg, nil, log); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range cfg {
@@ -68,7 +68,7 @@ func TestSyncChannels(t *testing.T) {
 		t.Fatal(err)
 	}
 	before, _ := db.GetChannel(ctx, "news")
-	if err := syncChannels(ctx, db, cfg, log); err != nil {
+	if err := syncChannels(ctx, db, cfg, nil, log); err != nil {
 		t.Fatal(err)
 	}
 	if ch, err := db.ChannelByStreamKey(ctx, "config-key-main-0123"); err != nil || ch.Name != "main" {
@@ -82,7 +82,7 @@ func TestSyncChannels(t *testing.T) {
 	}
 	// The config drops news and takes over mine (an API channel of that name).
 	cfg2 := []live.Channel{{Name: "main", StreamKey: "config-key-main-0123"}, {Name: "mine", StreamKey: "config-key-mine-0123"}}
-	if err := syncChannels(ctx, db, cfg2, log); err != nil {
+	if err := syncChannels(ctx, db, cfg2, nil, log); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.GetChannel(ctx, "news"); !errors.Is(err, store.ErrNotFound) {
@@ -102,7 +102,7 @@ func TestSyncChannels(t *testing.T) {
 	if _, err := db.CreateChannel(ctx, store.Channel{Name: "other", OwnerID: "u2"}, "taken-key-0123456"); err != nil {
 		t.Fatal(err)
 	}
-	err = syncChannels(ctx, db, []live.Channel{{Name: "main", StreamKey: "taken-key-0123456"}}, log)
+	err = syncChannels(ctx, db, []live.Channel{{Name: "main", StreamKey: "taken-key-0123456"}}, nil, log)
 	if err == nil || !strings.Contains(err.Error(), `"other"`) {
 		t.Fatalf("key clash: %v", err)
 	}
@@ -123,7 +123,7 @@ func TestHubOverStore(t *testing.T) {
 	var logs lockedBuf
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	cfg := []live.Channel{{Name: "main", StreamKey: "config-key-main-0123"}}
-	if err := syncChannels(ctx, db, cfg, log); err != nil {
+	if err := syncChannels(ctx, db, cfg, nil, log); err != nil {
 		t.Fatal(err)
 	}
 	hub := live.NewHub(log, cfg)

@@ -56,96 +56,9 @@ func testUploadVODJob(t *testing.T, pgURL string) {
 		t.Fatal("no access token")
 	}
 
-	// uploadFile sends a file with tus in two PATCHes and returns the
-	// upload's (and so the content item's) id.
-	uploadFile := func(name string) string {
-		t.Helper()
-		data, err := os.ReadFile(testenv.Testdata(name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req, _ := http.NewRequest("POST", base+uploadBase, nil)
-		req.Header.Set("Tus-Resumable", "1.0.0")
-		req.Header.Set("Upload-Length", strconv.Itoa(len(data)))
-		req.Header.Set("Upload-Metadata", "filename "+base64.StdEncoding.EncodeToString([]byte(name)))
-		req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 201 {
-			t.Fatalf("tus create: %d", resp.StatusCode)
-		}
-		loc, _ := resp.Location()
-		half := len(data) / 2
-		for _, part := range []struct{ off, end int }{{0, half}, {half, len(data)}} {
-			req, _ := http.NewRequest("PATCH", loc.String(), bytes.NewReader(data[part.off:part.end]))
-			req.Header.Set("Tus-Resumable", "1.0.0")
-			req.Header.Set("Upload-Offset", strconv.Itoa(part.off))
-			req.Header.Set("Content-Type", "application/offset+octet-stream")
-			req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != 204 {
-				t.Fatalf("tus patch at %d: %d", part.off, resp.StatusCode)
-			}
-		}
-		return path.Base(loc.Path)
-	}
-	type item struct {
-		ID       string   `json:"id"`
-		Title    string   `json:"title"`
-		Status   string   `json:"encoding_status"`
-		Progress *float64 `json:"encoding_progress"`
-		Reason   string   `json:"encoding_reason"`
-		Play     *struct {
-			HLS  string `json:"hls"`
-			DASH string `json:"dash"`
-		} `json:"play"`
-	}
-	get := func(p string) (int, []byte) {
-		t.Helper()
-		resp, err := http.Get(base + p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, b
-	}
-	// waitDone polls GET /api/content/{id} until ready or failed.
-	waitDone := func(id string) (item, []string) {
-		t.Helper()
-		var seen []string
-		deadline := time.Now().Add(3 * time.Minute)
-		for {
-			code, b := get("/api/content/" + id)
-			if code != 200 {
-				t.Fatalf("GET /api/content/%s: %d %s", id, code, b)
-			}
-			var it item
-			if err := json.Unmarshal(b, &it); err != nil {
-				t.Fatal(err)
-			}
-			if len(seen) == 0 || seen[len(seen)-1] != it.Status {
-				seen = append(seen, it.Status)
-			}
-			if it.Status == "processing" && it.Progress == nil {
-				t.Errorf("processing without encoding_progress: %s", b)
-			}
-			if it.Status == "ready" || it.Status == "failed" {
-				return it, seen
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("still %s after 3 minutes: %s (statuses %v)", it.Status, b, seen)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
+	uploadFile := func(name string) string { return tusUpload(t, base, tok.AccessToken, name) }
+	get := func(p string) (int, []byte) { return httpGet(t, base+p) }
+	waitDone := func(id string) (vodItem, []string) { return waitContent(t, base, "", id) }
 
 	id := uploadFile("h264_aac_360p.mp4")
 	it, seen := waitDone(id)
@@ -228,5 +141,109 @@ func testUploadVODJob(t *testing.T, pgURL string) {
 	resp.Body.Close()
 	if resp.StatusCode != 404 {
 		t.Errorf("DELETE job of a finished item: %d, want 404", resp.StatusCode)
+	}
+}
+
+// tusUpload sends a testdata file with tus in two PATCHes and returns the
+// upload's (and so the content item's) id.
+func tusUpload(t *testing.T, base, token, name string) string {
+	t.Helper()
+	data, err := os.ReadFile(testenv.Testdata(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", base+uploadBase, nil)
+	req.Header.Set("Tus-Resumable", "1.0.0")
+	req.Header.Set("Upload-Length", strconv.Itoa(len(data)))
+	req.Header.Set("Upload-Metadata", "filename "+base64.StdEncoding.EncodeToString([]byte(name)))
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 201 {
+		t.Fatalf("tus create: %d", resp.StatusCode)
+	}
+	loc, _ := resp.Location()
+	half := len(data) / 2
+	for _, part := range []struct{ off, end int }{{0, half}, {half, len(data)}} {
+		req, _ := http.NewRequest("PATCH", loc.String(), bytes.NewReader(data[part.off:part.end]))
+		req.Header.Set("Tus-Resumable", "1.0.0")
+		req.Header.Set("Upload-Offset", strconv.Itoa(part.off))
+		req.Header.Set("Content-Type", "application/offset+octet-stream")
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 204 {
+			t.Fatalf("tus patch at %d: %d", part.off, resp.StatusCode)
+		}
+	}
+	return path.Base(loc.Path)
+}
+
+// vodItem is a catalog item as GET /api/content/{id} shows it.
+type vodItem struct {
+	ID       string   `json:"id"`
+	Title    string   `json:"title"`
+	Status   string   `json:"encoding_status"`
+	Progress *float64 `json:"encoding_progress"`
+	Reason   string   `json:"encoding_reason"`
+	Play     *struct {
+		HLS  string `json:"hls"`
+		DASH string `json:"dash"`
+	} `json:"play"`
+}
+
+func httpGet(t *testing.T, u string) (int, []byte) { return httpGetAuth(t, u, "") }
+
+// httpGetAuth is a GET with the access token, when not empty.
+func httpGetAuth(t *testing.T, u, token string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", u, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// waitContent polls GET /api/content/{id} until the item is ready or
+// failed, and returns it with the statuses it went through. token may be
+// empty (a public item).
+func waitContent(t *testing.T, base, token, id string) (vodItem, []string) {
+	t.Helper()
+	var seen []string
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		code, b := httpGetAuth(t, base+"/api/content/"+id, token)
+		if code != 200 {
+			t.Fatalf("GET /api/content/%s: %d %s", id, code, b)
+		}
+		var it vodItem
+		if err := json.Unmarshal(b, &it); err != nil {
+			t.Fatal(err)
+		}
+		if len(seen) == 0 || seen[len(seen)-1] != it.Status {
+			seen = append(seen, it.Status)
+		}
+		if it.Status == "processing" && it.Progress == nil {
+			t.Errorf("processing without encoding_progress: %s", b)
+		}
+		if it.Status == "ready" || it.Status == "failed" {
+			return it, seen
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still %s after 3 minutes: %s (statuses %v)", it.Status, b, seen)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -15,13 +15,13 @@ import (
 	"github.com/streamd/streamd/store/internal/metacheck"
 )
 
-const channelCols = `name, title, description, key_prefix, owner_id, from_config, key_rotated_at, created_at, updated_at`
+const channelCols = `name, title, description, key_prefix, owner_id, from_config, visibility, key_rotated_at, created_at, updated_at`
 
 type scanner interface{ Scan(...any) error }
 
 func scanChannel(s scanner) (store.Channel, error) {
 	var c store.Channel
-	err := s.Scan(&c.Name, &c.Title, &c.Description, &c.KeyPrefix, &c.OwnerID, &c.FromConfig, &c.KeyRotatedAt, &c.CreatedAt, &c.UpdatedAt)
+	err := s.Scan(&c.Name, &c.Title, &c.Description, &c.KeyPrefix, &c.OwnerID, &c.FromConfig, &c.Visibility, &c.KeyRotatedAt, &c.CreatedAt, &c.UpdatedAt)
 	c.KeyRotatedAt, c.CreatedAt, c.UpdatedAt = c.KeyRotatedAt.UTC(), c.CreatedAt.UTC(), c.UpdatedAt.UTC()
 	return c, err
 }
@@ -33,9 +33,12 @@ func (db *DB) CreateChannel(ctx context.Context, ch store.Channel, key string) (
 	}
 	now := metacheck.Now()
 	ch.KeyPrefix, ch.KeyRotatedAt, ch.CreatedAt, ch.UpdatedAt = store.StreamKeyPrefix(key), now, now, now
-	_, err := db.pool.Exec(ctx, `INSERT INTO channels (name, title, description, key_hash, key_prefix, owner_id, from_config, key_rotated_at, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-		ch.Name, ch.Title, ch.Description, store.HashStreamKey(key), ch.KeyPrefix, ch.OwnerID, ch.FromConfig, now, now, now)
+	if ch.Visibility == "" {
+		ch.Visibility = store.VisibilityPublic
+	}
+	_, err := db.pool.Exec(ctx, `INSERT INTO channels (name, title, description, key_hash, key_prefix, owner_id, from_config, visibility, key_rotated_at, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		ch.Name, ch.Title, ch.Description, store.HashStreamKey(key), ch.KeyPrefix, ch.OwnerID, ch.FromConfig, ch.Visibility, now, now, now)
 	if err != nil {
 		return store.Channel{}, db.wrap("create channel "+quote(ch.Name), err)
 	}
@@ -96,9 +99,10 @@ func (db *DB) UpdateChannel(ctx context.Context, name string, u store.ChannelUpd
 	}
 	c, err := scanChannel(db.pool.QueryRow(ctx, `UPDATE channels SET
 		title = coalesce($1, title), description = coalesce($2, description),
-		owner_id = coalesce($3, owner_id), from_config = coalesce($4, from_config), updated_at = $5
-		WHERE name = $6 RETURNING `+channelCols,
-		u.Title, u.Description, u.OwnerID, u.FromConfig, metacheck.Now(), name))
+		owner_id = coalesce($3, owner_id), from_config = coalesce($4, from_config),
+		visibility = coalesce($5, visibility), updated_at = $6
+		WHERE name = $7 RETURNING `+channelCols,
+		u.Title, u.Description, u.OwnerID, u.FromConfig, u.Visibility, metacheck.Now(), name))
 	if err != nil {
 		return store.Channel{}, db.wrap("update channel "+quote(name), err)
 	}
@@ -237,6 +241,20 @@ func (db *DB) GetContent(ctx context.Context, id string) (store.Content, error) 
 	c, err := scanContent(db.pool.QueryRow(ctx, `SELECT `+contentCols+` FROM content WHERE id = $1`, id))
 	if err != nil {
 		return store.Content{}, db.wrap("get content "+quote(id), err)
+	}
+	return c, nil
+}
+
+// UpdateContent implements store.Meta.
+func (db *DB) UpdateContent(ctx context.Context, id string, u store.ContentUpdate) (store.Content, error) {
+	if err := metacheck.ContentUpdate(u); err != nil {
+		return store.Content{}, err
+	}
+	c, err := scanContent(db.pool.QueryRow(ctx, `UPDATE content SET title = coalesce($1, title), description = coalesce($2, description),
+		genre = coalesce($3, genre), visibility = coalesce($4, visibility) WHERE id = $5 RETURNING `+contentCols,
+		u.Title, u.Description, u.Genre, u.Visibility, id))
+	if err != nil {
+		return store.Content{}, db.wrap("update content "+quote(id), err)
 	}
 	return c, nil
 }

@@ -272,3 +272,6 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close closes the connection pool.
 func (s *Store) Close() error { return s.c.Close() }
+
+// Client is the underlying go-redis client, for other features (rate limits) that share the connection.
+func (s *Store) Client() *redis.Client { return s.c }

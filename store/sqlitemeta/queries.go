@@ -13,14 +13,14 @@ import (
 	"github.com/streamd/streamd/store/internal/metacheck"
 )
 
-const channelCols = `name, title, description, key_prefix, owner_id, from_config, key_rotated_at, created_at, updated_at`
+const channelCols = `name, title, description, key_prefix, owner_id, from_config, visibility, key_rotated_at, created_at, updated_at`
 
 type scanner interface{ Scan(...any) error }
 
 func scanChannel(s scanner) (store.Channel, error) {
 	var c store.Channel
 	var rot, cr, up int64
-	err := s.Scan(&c.Name, &c.Title, &c.Description, &c.KeyPrefix, &c.OwnerID, &c.FromConfig, &rot, &cr, &up)
+	err := s.Scan(&c.Name, &c.Title, &c.Description, &c.KeyPrefix, &c.OwnerID, &c.FromConfig, &c.Visibility, &rot, &cr, &up)
 	c.KeyRotatedAt, c.CreatedAt, c.UpdatedAt = fromUs(rot), fromUs(cr), fromUs(up)
 	return c, err
 }
@@ -32,9 +32,12 @@ func (db *DB) CreateChannel(ctx context.Context, ch store.Channel, key string) (
 	}
 	now := metacheck.Now()
 	ch.KeyPrefix, ch.KeyRotatedAt, ch.CreatedAt, ch.UpdatedAt = store.StreamKeyPrefix(key), now, now, now
-	_, err := db.w.ExecContext(ctx, `INSERT INTO channels (name, title, description, key_hash, key_prefix, owner_id, from_config, key_rotated_at, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		ch.Name, ch.Title, ch.Description, store.HashStreamKey(key), ch.KeyPrefix, ch.OwnerID, ch.FromConfig, us(now), us(now), us(now))
+	if ch.Visibility == "" {
+		ch.Visibility = store.VisibilityPublic
+	}
+	_, err := db.w.ExecContext(ctx, `INSERT INTO channels (name, title, description, key_hash, key_prefix, owner_id, from_config, visibility, key_rotated_at, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		ch.Name, ch.Title, ch.Description, store.HashStreamKey(key), ch.KeyPrefix, ch.OwnerID, ch.FromConfig, ch.Visibility, us(now), us(now), us(now))
 	if err != nil {
 		return store.Channel{}, db.wrap("create channel "+quote(ch.Name), err)
 	}
@@ -95,9 +98,10 @@ func (db *DB) UpdateChannel(ctx context.Context, name string, u store.ChannelUpd
 	}
 	c, err := scanChannel(db.w.QueryRowContext(ctx, `UPDATE channels SET
 		title = coalesce(?, title), description = coalesce(?, description),
-		owner_id = coalesce(?, owner_id), from_config = coalesce(?, from_config), updated_at = ?
+		owner_id = coalesce(?, owner_id), from_config = coalesce(?, from_config),
+		visibility = coalesce(?, visibility), updated_at = ?
 		WHERE name = ? RETURNING `+channelCols,
-		u.Title, u.Description, u.OwnerID, u.FromConfig, us(metacheck.Now()), name))
+		u.Title, u.Description, u.OwnerID, u.FromConfig, u.Visibility, us(metacheck.Now()), name))
 	if err != nil {
 		return store.Channel{}, db.wrap("update channel "+quote(name), err)
 	}
@@ -235,6 +239,20 @@ func (db *DB) GetContent(ctx context.Context, id string) (store.Content, error) 
 	c, err := scanContent(db.r.QueryRowContext(ctx, `SELECT `+contentCols+` FROM content WHERE id = ?`, id))
 	if err != nil {
 		return store.Content{}, db.wrap("get content "+quote(id), err)
+	}
+	return c, nil
+}
+
+// UpdateContent implements store.Meta.
+func (db *DB) UpdateContent(ctx context.Context, id string, u store.ContentUpdate) (store.Content, error) {
+	if err := metacheck.ContentUpdate(u); err != nil {
+		return store.Content{}, err
+	}
+	c, err := scanContent(db.w.QueryRowContext(ctx, `UPDATE content SET title = coalesce(?, title), description = coalesce(?, description),
+		genre = coalesce(?, genre), visibility = coalesce(?, visibility) WHERE id = ? RETURNING `+contentCols,
+		u.Title, u.Description, u.Genre, u.Visibility, id))
+	if err != nil {
+		return store.Content{}, db.wrap("update content "+quote(id), err)
 	}
 	return c, nil
 }

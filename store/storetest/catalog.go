@@ -79,6 +79,22 @@ func testChannelOwners(t *testing.T, open func(t *testing.T) store.Meta) {
 		if len(list) != 2 {
 			t.Fatalf("bob's channels = %+v", list)
 		}
+		// Visibility: public unless told, changeable, validated.
+		if up.Visibility != store.VisibilityPublic {
+			t.Fatalf("default visibility = %q, want public", up.Visibility)
+		}
+		up, err = m.UpdateChannel(ctx, "a2", store.ChannelUpdate{Visibility: ptr(store.VisibilityProtected)})
+		must(t, err, "protect")
+		if got, _ := m.GetChannel(ctx, "a2"); up.Visibility != store.VisibilityProtected || got.Visibility != store.VisibilityProtected {
+			t.Fatalf("after protect: update %q, get %q", up.Visibility, got.Visibility)
+		}
+		pc, err := m.CreateChannel(ctx, store.Channel{Name: "p", Visibility: store.VisibilityProtected}, "key-p-0123456789")
+		must(t, err, "create protected")
+		if got, _ := m.GetChannel(ctx, "p"); pc.Visibility != store.VisibilityProtected || got.Visibility != store.VisibilityProtected {
+			t.Fatalf("created protected: %q, stored %q", pc.Visibility, got.Visibility)
+		}
+		_, err = m.UpdateChannel(ctx, "a2", store.ChannelUpdate{Visibility: ptr(store.Visibility("secret"))})
+		mustIs(t, err, store.ErrInvalid, "unknown visibility")
 		_, err = m.CreateChannel(ctx, store.Channel{Name: "x", OwnerID: big()}, "key-x-0123456789")
 		mustIs(t, err, store.ErrInvalid, "1 MB owner id")
 		_, err = m.UpdateChannel(ctx, "a1", store.ChannelUpdate{OwnerID: ptr("nul\x00")})
@@ -97,6 +113,27 @@ func testCatalog(t *testing.T, open func(t *testing.T) store.Meta) {
 		}
 		return out
 	}
+
+	t.Run("UpdateContent", func(t *testing.T) {
+		m := open(t)
+		c, err := m.CreateContent(ctx, store.Content{Title: "Film", Genre: "drama", OwnerID: "pub"})
+		must(t, err, "create")
+		up, err := m.UpdateContent(ctx, c.ID, store.ContentUpdate{Visibility: ptr(store.VisibilityProtected), Title: ptr("Film 2 'quoted'; --")})
+		must(t, err, "update")
+		got, err := m.GetContent(ctx, c.ID)
+		must(t, err, "get")
+		for _, x := range []store.Content{up, got} {
+			if x.Visibility != store.VisibilityProtected || x.Title != "Film 2 'quoted'; --" || x.Genre != "drama" || x.OwnerID != "pub" {
+				t.Fatalf("after update: %+v", x)
+			}
+		}
+		_, err = m.UpdateContent(ctx, c.ID, store.ContentUpdate{Visibility: ptr(store.Visibility("secret"))})
+		mustIs(t, err, store.ErrInvalid, "unknown visibility")
+		_, err = m.UpdateContent(ctx, c.ID, store.ContentUpdate{Description: ptr("nul\x00")})
+		mustIs(t, err, store.ErrInvalid, "NUL in description")
+		_, err = m.UpdateContent(ctx, "nope", store.ContentUpdate{Title: ptr("x")})
+		mustIs(t, err, store.ErrNotFound, "unknown item")
+	})
 
 	t.Run("ListContent", func(t *testing.T) {
 		m := open(t)

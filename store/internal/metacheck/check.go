@@ -64,6 +64,9 @@ func Channel(ch store.Channel, key string) error {
 	if key == "" {
 		return invalid("channel %q: stream key is empty", ch.Name)
 	}
+	if ch.Visibility != "" && !ch.Visibility.Valid() {
+		return invalid("channel %q: visibility %q: want public or protected", ch.Name, ch.Visibility)
+	}
 	if err := errors.Join(length("channel name", ch.Name, maxName), length("stream key", key, maxKey),
 		length("owner id", ch.OwnerID, maxName)); err != nil {
 		return err
@@ -83,6 +86,9 @@ func ChannelUpdate(u store.ChannelUpdate) error {
 		if err := texts("title", *u.Title); err != nil {
 			return err
 		}
+	}
+	if u.Visibility != nil && !u.Visibility.Valid() {
+		return invalid("channel visibility %q: want public or protected", *u.Visibility)
 	}
 	if u.Description != nil {
 		return texts("description", *u.Description)
@@ -156,6 +162,29 @@ func Content(c store.Content) (store.Content, error) {
 	}
 	return c, texts("id", c.ID, "title", c.Title, "description", c.Description, "genre", c.Genre,
 		"owner id", c.OwnerID, "master key", c.MasterKey)
+}
+
+// ContentUpdate validates an update.
+func ContentUpdate(u store.ContentUpdate) error {
+	if u.Visibility != nil && !u.Visibility.Valid() {
+		return invalid("content: visibility %q (want public or protected)", *u.Visibility)
+	}
+	if u.Genre != nil {
+		if err := length("genre", *u.Genre, maxGenre); err != nil {
+			return err
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    *string
+	}{{"title", u.Title}, {"description", u.Description}, {"genre", u.Genre}} {
+		if f.v != nil {
+			if err := texts(f.name, *f.v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // ContentQuery fills the default limit and validates.

@@ -1,0 +1,161 @@
+// Package playback decides who may play what: which origin paths need a
+// signed URL (channels and catalog items whose visibility is "protected",
+// as the metadata store says), and the signed URLs a viewer's tier
+// entitles them to. The origin asks Policy before serving an object; the
+// API asks Issuer when a viewer wants to play.
+//
+// The origin layout it knows: live/{channel}/... for channels,
+// vod/{content id}/... for catalog items (index.m3u8 the HLS master,
+// manifest.mpd the DASH manifest, both in that folder).
+package playback
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/maypok86/otter/v2"
+
+	"github.com/streamd/streamd/auth"
+	"github.com/streamd/streamd/store"
+)
+
+// Meta is what playback reads of the metadata store.
+type Meta interface {
+	GetChannel(ctx context.Context, name string) (store.Channel, error)
+	GetContent(ctx context.Context, id string) (store.Content, error)
+}
+
+// Origin paths of the two kinds of playable things.
+const (
+	LivePrefix = "live/"
+	VODPrefix  = "vod/"
+)
+
+// ChannelPrefix is the absolute origin path a channel's objects live
+// under. Channel names and content ids need no escaping (lower-case
+// letters, digits, - and _), and the token's prefix is compared with the
+// unescaped path.
+func ChannelPrefix(name string) string { return "/" + LivePrefix + name + "/" }
+
+// ContentPrefix is the absolute origin path a catalog item's objects live under.
+func ContentPrefix(id string) string { return "/" + VODPrefix + id + "/" }
+
+// DefaultMemoTTL is how long Policy trusts what it read: making a channel
+// or an item protected (or public) takes effect at the origin at most
+// this much later.
+const DefaultMemoTTL = 2 * time.Second
+
+// Policy answers, for an object key, whether it needs a playback token.
+// Answers are remembered for a short while (one metadata read per
+// channel or item per MemoTTL, however many viewers ask), and concurrent
+// misses of one name share one read.
+type Policy struct {
+	meta Meta
+	memo *otter.Cache[string, bool]
+}
+
+// NewPolicy reads visibilities from meta; ttl <= 0 means DefaultMemoTTL.
+func NewPolicy(meta Meta, ttl time.Duration) *Policy {
+	if ttl <= 0 {
+		ttl = DefaultMemoTTL
+	}
+	return &Policy{meta: meta, memo: otter.Must(&otter.Options[string, bool]{
+		MaximumSize:      100_000,
+		ExpiryCalculator: otter.ExpiryWriting[string, bool](ttl),
+	})}
+}
+
+// Protected reports whether the object key (no leading slash) belongs to
+// a protected channel or catalog item. Keys outside live/{channel}/ and
+// vod/{id}/, and names the store does not know, are public: there is
+// nothing to protect them with. An unreachable store is an error (the
+// origin then fails closed).
+func (p *Policy) Protected(ctx context.Context, key string) (bool, error) {
+	memoKey, ok := resource(key)
+	if !ok {
+		return false, nil
+	}
+	return p.memo.Get(ctx, memoKey, otter.LoaderFunc[string, bool](p.load))
+}
+
+// resource maps a key to "live/{name}" or "vod/{id}".
+func resource(key string) (string, bool) {
+	for _, prefix := range []string{LivePrefix, VODPrefix} {
+		rest, ok := strings.CutPrefix(key, prefix)
+		if !ok {
+			continue
+		}
+		name, _, found := strings.Cut(rest, "/")
+		if !found || name == "" {
+			return "", false // a file directly under live/ or vod/: no one's
+		}
+		return prefix + name, true
+	}
+	return "", false
+}
+
+func (p *Policy) load(ctx context.Context, memoKey string) (bool, error) {
+	var vis store.Visibility
+	var err error
+	if name, ok := strings.CutPrefix(memoKey, LivePrefix); ok {
+		var ch store.Channel
+		ch, err = p.meta.GetChannel(ctx, name)
+		vis = ch.Visibility
+	} else {
+		var c store.Content
+		c, err = p.meta.GetContent(ctx, strings.TrimPrefix(memoKey, VODPrefix))
+		vis = c.Visibility
+	}
+	switch {
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrInvalid):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("visibility of %s: %w", memoKey, err)
+	}
+	return vis == store.VisibilityProtected, nil
+}
+
+// Issuer signs playback URLs.
+type Issuer struct {
+	Signer *auth.URLSigner
+	// TTL is how long a signed URL works.
+	TTL time.Duration
+	// BindIP ties each URL to the address that asked for it.
+	BindIP bool
+	// TierMaxHeight caps, per subscription tier, the rendition height
+	// (short side) a viewer may play; absent or 0: no cap.
+	TierMaxHeight map[store.Tier]int
+	// Now is the clock (nil: time.Now).
+	Now func() time.Time
+}
+
+// Signed is a playback token and what it allows.
+type Signed struct {
+	Token     string
+	Expires   time.Time
+	MaxHeight int // 0: every rendition
+}
+
+// Sign issues a token for everything under prefix (ChannelPrefix or
+// ContentPrefix) to a viewer of tier asking from clientIP.
+func (i Issuer) Sign(prefix string, tier store.Tier, clientIP string) (Signed, error) {
+	now := time.Now
+	if i.Now != nil {
+		now = i.Now
+	}
+	// Whole seconds: the token carries seconds, and the expiry the API
+	// reports must be the one the origin enforces.
+	exp := now().Add(i.TTL).Truncate(time.Second)
+	g := auth.Grant{Prefix: prefix, Expires: exp, MaxHeight: i.TierMaxHeight[tier]}
+	if i.BindIP {
+		g.ClientIP = clientIP
+	}
+	tok, err := i.Signer.Sign(g)
+	if err != nil {
+		return Signed{}, fmt.Errorf("sign playback URL for %s: %w", prefix, err)
+	}
+	return Signed{Token: tok, Expires: exp, MaxHeight: g.MaxHeight}, nil
+}

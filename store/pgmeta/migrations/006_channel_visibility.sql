@@ -1,0 +1,3 @@
+-- Protected channels: their playback needs a signed URL.
+ALTER TABLE channels ADD COLUMN visibility text NOT NULL DEFAULT 'public'
+    CHECK (visibility IN ('public', 'protected'));
