@@ -27,6 +27,7 @@ type Auth interface {
 	Authenticate(ctx context.Context, accessToken string) (auth.Principal, error)
 	Logout(ctx context.Context, p auth.Principal) error
 	LogoutAll(ctx context.Context, userID string) error
+	ChangePassword(ctx context.Context, p auth.Principal, current, next string) error
 
 	EnrollMFA(ctx context.Context, userID string) (auth.Enrollment, error)
 	ConfirmMFA(ctx context.Context, userID, code string) ([]string, error)
@@ -137,6 +138,7 @@ var routes = []route{
 	{"GET", "/api/auth/oidc/{name}/callback", (*API).oidcCallback, ""},
 	{"GET", "/api/users/me", (*API).getMe, "user"},
 	{"PUT", "/api/users/me", (*API).putMe, "user"},
+	{"PUT", "/api/users/me/password", (*API).putPassword, "user"},
 	{"GET", "/api/users", (*API).listUsers, "admin"},
 	{"GET", "/api/users/{id}", (*API).getUser, "admin"},
 	{"PUT", "/api/users/{id}/role", (*API).putRole, "admin"},

@@ -99,6 +99,25 @@ func (a *API) logoutAll(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// putPassword changes the caller's password (or sets a first one on an
+// account made by an OIDC login, from a fresh login); the caller's other
+// sessions end.
+func (a *API) putPassword(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Current string `json:"current_password"`
+		New     string `json:"new_password"`
+	}
+	if err := decode(w, r, &in); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	if err := a.d.Auth.ChangePassword(r.Context(), principal(r), in.Current, in.New); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
 type codeBody struct {
 	Code string `json:"code"`
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -505,4 +506,74 @@ func (s *Service) SetRole(ctx context.Context, id string, role store.Role) (stor
 	}
 	s.log.Info("role changed", "user", id, "role", role)
 	return u, s.LogoutAll(ctx, id)
+}
+
+// RecentLogin is how fresh a session must be to set a first password on
+// an account that has none (one created by an OIDC login): a stolen
+// access token must not be enough to give the account a password the
+// thief knows.
+const RecentLogin = 15 * time.Minute
+
+// ChangePassword sets p's user's password. An account with a password
+// must give it (current); a wrong one counts towards the login lockout.
+// An account without one (OIDC only) may set one from a session opened
+// within RecentLogin. Every other session of the user ends, so a thief
+// holding an old refresh token is out; the caller's own session stays.
+func (s *Service) ChangePassword(ctx context.Context, p Principal, current, next string) error {
+	u, err := s.users.GetUser(ctx, p.UserID)
+	if err != nil {
+		return s.storeErr(err)
+	}
+	if err := CheckPassword(next, u.Email, u.Username); err != nil {
+		return err
+	}
+	lockKey := "user:" + u.ID
+	if u.PasswordHash != "" {
+		if left, err := s.locked(ctx, lockKey); err != nil {
+			return err
+		} else if left > 0 {
+			return &Error{Code: CodeRateLimited, Message: "too many wrong passwords; try again later", RetryAfter: left}
+		}
+		if current == "" || len(current) > MaxPasswordLen {
+			return errorf(CodeInvalidArgument, "current_password: required to change the password")
+		}
+		ok, _, err := s.hasher.Verify(ctx, u.PasswordHash, current)
+		if err != nil && !errors.Is(err, ErrBadHash) {
+			return err
+		}
+		if !ok {
+			if err := s.failed(ctx, lockKey); err != nil {
+				return err
+			}
+			s.log.Info("password change refused: wrong current password", "user", u.ID)
+			return errorf(CodePermissionDenied, "current password is wrong")
+		}
+	} else {
+		ss, err := s.liveSession(ctx, p.SessionID, p.UserID)
+		if err != nil {
+			return err
+		}
+		if s.now().Sub(ss.Created) > RecentLogin {
+			return errorf(CodePermissionDenied, "log in again (through your provider), then set a password within 15 minutes")
+		}
+	}
+	h, err := s.hasher.Hash(ctx, next)
+	if err != nil {
+		return err
+	}
+	if _, err := s.users.UpdateUser(ctx, u.ID, store.UserUpdate{PasswordHash: &h}); err != nil {
+		return s.storeErr(err)
+	}
+	sids, err := s.sessions.SMembers(ctx, userSessionsKey(u.ID))
+	if err != nil {
+		return s.storeErr(err)
+	}
+	others := slices.DeleteFunc(sids, func(sid string) bool { return sid == p.SessionID })
+	if len(others) > 0 {
+		if err := s.revoke(ctx, u.ID, others...); err != nil {
+			return err
+		}
+	}
+	s.log.Info("password changed", "user", u.ID, "first_password", u.PasswordHash == "", "other_sessions_ended", len(others))
+	return nil
 }

@@ -150,6 +150,7 @@ func (d *dataStore) finish(ctx context.Context, info tusd.FileInfo) (Upload, err
 		Filename:    info.MetaData["filename"],
 		ContentType: info.MetaData["filetype"],
 		UserID:      info.MetaData["user_id"],
+		Visibility:  info.MetaData["visibility"],
 	}
 	if u.Filename == "" {
 		u.Filename = "master"

@@ -89,6 +89,8 @@ type StartRequest struct {
 	Filename    string `json:"filename"`
 	Size        int64  `json:"size"`
 	ContentType string `json:"content_type,omitempty"`
+	// Visibility of the catalog item: public (default) or protected.
+	Visibility string `json:"visibility,omitempty"`
 	// PartSize is optional (bytes, at least 5 MiB); default 64 MiB, more
 	// when the file needs more than 10,000 parts.
 	PartSize int64 `json:"part_size,omitempty"`
@@ -146,6 +148,9 @@ func (m *multipart) start(w http.ResponseWriter, r *http.Request) {
 	case req.Size > maxObjectSize:
 		writeError(w, http.StatusRequestEntityTooLarge, "too_large", tooLarge(req.Size, maxObjectSize))
 		return
+	case !validVisibility(req.Visibility):
+		writeError(w, http.StatusBadRequest, "invalid_argument", errVisibility)
+		return
 	case req.PartSize != 0 && (req.PartSize < minPartSize || req.PartSize > maxPartSize):
 		writeError(w, http.StatusBadRequest, "invalid_argument", "part_size: between 5 MiB and 5 GiB")
 		return
@@ -160,7 +165,7 @@ func (m *multipart) start(w http.ResponseWriter, r *http.Request) {
 	nparts := int((req.Size + partSize - 1) / partSize)
 
 	id, _ := identityFrom(r.Context())
-	u := Upload{ID: newID(), Size: req.Size, Filename: cleanFilename(req.Filename), UserID: id.UserID}
+	u := Upload{ID: newID(), Size: req.Size, Filename: cleanFilename(req.Filename), UserID: id.UserID, Visibility: req.Visibility}
 	if req.ContentType != "" && len(req.ContentType) < 200 {
 		u.ContentType = req.ContentType
 	}

@@ -6,7 +6,7 @@
 // Routes, under Config.BasePath (say /api/uploads/):
 //
 //	OPTIONS {base}                       tus discovery / CORS preflight (no token)
-//	POST    {base}                       tus creation (Upload-Length, Upload-Metadata: filename ...)
+//	POST    {base}                       tus creation (Upload-Length, Upload-Metadata: filename, filetype, visibility)
 //	HEAD    {base}{id}                   tus offset (resume)
 //	PATCH   {base}{id}                   tus append (Upload-Offset)
 //	DELETE  {base}{id}                   tus termination
@@ -77,7 +77,18 @@ type Upload struct {
 	Filename    string `json:"filename"`
 	ContentType string `json:"content_type"`
 	UserID      string `json:"user_id"`
+	// Visibility is the catalog item's: "public", "protected", or ""
+	// (public). Given at creation (tus metadata "visibility", or the
+	// multipart start's field), so a protected item is never public, not
+	// even for a moment after it is encoded.
+	Visibility string `json:"visibility,omitempty"`
 }
+
+// validVisibility reports whether v is one an upload may ask for.
+func validVisibility(v string) bool { return v == "" || v == "public" || v == "protected" }
+
+const errVisibility = "visibility: want public or protected"
+
 
 // Config configures New. Objects, TempDir and Auth are required.
 type Config struct {
@@ -400,6 +411,11 @@ func (h *Handler) preCreate(ev tusd.HookEvent) (tusd.HTTPResponse, tusd.FileInfo
 		ctype = in["content_type"]
 	}
 	meta := tusd.MetaData{"filename": cleanFilename(name), "user_id": id.UserID}
+	if v := in["visibility"]; !validVisibility(v) {
+		return tusd.HTTPResponse{}, tusd.FileInfoChanges{}, tusd.NewError("ERR_INVALID_METADATA", errVisibility, http.StatusBadRequest)
+	} else if v != "" {
+		meta["visibility"] = v
+	}
 	if _, _, err := mime.ParseMediaType(ctype); err == nil && len(ctype) < 200 {
 		meta["filetype"] = ctype
 	}

@@ -547,3 +547,27 @@ func TestCleanFilename(t *testing.T) {
 		t.Errorf("long name: %d bytes", n)
 	}
 }
+
+// TestUploadVisibility: the visibility given at creation reaches the
+// finished upload; an unknown one is refused before any byte is sent.
+func TestUploadVisibility(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, folderStore(t), nil)
+	resp := e.do(t, "POST", base, "tok-pub", map[string]string{
+		"Upload-Length":   "0",
+		"Upload-Metadata": metadata("filename", "a.mp4", "visibility", "protected"),
+	}, nil)
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST: %s %s", resp.Status, body(resp))
+	}
+	if calls := e.calls(); len(calls) != 1 || calls[0].Visibility != "protected" {
+		t.Fatalf("OnComplete: %+v", calls)
+	}
+	resp = e.do(t, "POST", base, "tok-pub", map[string]string{
+		"Upload-Length":   "10",
+		"Upload-Metadata": metadata("filename", "b.mp4", "visibility", "secret"),
+	}, nil)
+	if b := body(resp); resp.StatusCode != http.StatusBadRequest || !strings.Contains(b, "visibility") {
+		t.Fatalf("unknown visibility: %s %s", resp.Status, b)
+	}
+}

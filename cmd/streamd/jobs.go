@@ -79,7 +79,7 @@ func enqueueUpload(meta store.Meta, q *jobs.Queue, job []byte, log *slog.Logger)
 		if title == "" {
 			title = u.Filename
 		}
-		c, err := meta.CreateContent(ctx, store.Content{ID: u.ID, Title: title, OwnerID: u.UserID,
+		c, err := meta.CreateContent(ctx, store.Content{ID: u.ID, Title: title, OwnerID: u.UserID, Visibility: store.Visibility(u.Visibility),
 			EncodingStatus: store.EncodingUploaded, MasterKey: u.Key})
 		if errors.Is(err, store.ErrConflict) {
 			if c, err = meta.GetContent(ctx, u.ID); err == nil && c.EncodingStatus != store.EncodingUploaded {

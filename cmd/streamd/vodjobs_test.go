@@ -145,8 +145,9 @@ func testUploadVODJob(t *testing.T, pgURL string) {
 }
 
 // tusUpload sends a testdata file with tus in two PATCHes and returns the
-// upload's (and so the content item's) id.
-func tusUpload(t *testing.T, base, token, name string) string {
+// upload's (and so the content item's) id. meta are more Upload-Metadata
+// pairs (key, value, ...).
+func tusUpload(t *testing.T, base, token, name string, meta ...string) string {
 	t.Helper()
 	data, err := os.ReadFile(testenv.Testdata(name))
 	if err != nil {
@@ -155,7 +156,11 @@ func tusUpload(t *testing.T, base, token, name string) string {
 	req, _ := http.NewRequest("POST", base+uploadBase, nil)
 	req.Header.Set("Tus-Resumable", "1.0.0")
 	req.Header.Set("Upload-Length", strconv.Itoa(len(data)))
-	req.Header.Set("Upload-Metadata", "filename "+base64.StdEncoding.EncodeToString([]byte(name)))
+	md := "filename " + base64.StdEncoding.EncodeToString([]byte(name))
+	for i := 0; i+1 < len(meta); i += 2 {
+		md += "," + meta[i] + " " + base64.StdEncoding.EncodeToString([]byte(meta[i+1]))
+	}
+	req.Header.Set("Upload-Metadata", md)
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
