@@ -5,7 +5,6 @@ import (
 	"math"
 	"strconv"
 	"time"
-
 )
 
 // LockoutConfig is the login lockout: after MaxFailures wrong passwords

@@ -89,7 +89,6 @@ func validVisibility(v string) bool { return v == "" || v == "public" || v == "p
 
 const errVisibility = "visibility: want public or protected"
 
-
 // Config configures New. Objects, TempDir and Auth are required.
 type Config struct {
 	// BasePath is the URL path the handler is mounted under
