@@ -39,8 +39,11 @@ import (
 //     with the whole body): offsets in the stored object mean nothing in
 //     the rewritten one, no player ranges a playlist, and RFC 9110 lets a
 //     server ignore Range.
-//   - everything else under the prefix (segments, init segments, keys,
-//     DASH manifests, which are NOT rewritten), served as usual but with a
+//   - DASH manifests (.mpd), rewritten the same way (rewrite_mpd.go): the
+//     token on every relative URL (SegmentTemplate media/initialization,
+//     BaseURL, ...), Representations the grant does not allow removed.
+//   - everything else under the prefix (segments, init segments, keys),
+//     served as usual but with a
 //     Cache-Control whose lifetime ends when the token does: the bytes are
 //     the same for every viewer, and a shared cache keys them by the full
 //     URL, token included, so it can serve them only to holders of the
@@ -224,8 +227,11 @@ func (h *Handler) serveGuarded(w http.ResponseWriter, r *http.Request, key strin
 			return err
 		}
 	}
-	if strings.EqualFold(path.Ext(key), ".m3u8") {
-		return h.serveSignedPlaylist(w, r, key, tok, g)
+	switch ext := path.Ext(key); {
+	case strings.EqualFold(ext, ".m3u8"):
+		return h.serveSignedManifest(w, r, key, tok, g, rewriteHLS)
+	case strings.EqualFold(ext, ".mpd"):
+		return h.serveSignedManifest(w, r, key, tok, g, rewriteDASH)
 	}
 	return h.serveObject(&ccWriter{ResponseWriter: w, cc: h.protectedCC(key, g)}, r, key)
 }
@@ -319,17 +325,35 @@ func (h *Handler) readPlaylist(ctx context.Context, key string) (store.ObjectInf
 	return info, b, nil
 }
 
-// serveSignedPlaylist answers with the playlist rewritten for tok.
-func (h *Handler) serveSignedPlaylist(w http.ResponseWriter, r *http.Request, key, tok string, g Grant) error {
+// rewriter rewrites a manifest for a token; limits says whether kept
+// counts renditions (a master playlist, an MPD) rather than nothing (a
+// media playlist).
+type rewriter func(body []byte, key, token string, g Grant) (out []byte, kept int, limits bool, err error)
+
+func rewriteHLS(body []byte, key, token string, g Grant) ([]byte, int, bool, error) {
+	return rewritePlaylist(body, key, token, g)
+}
+
+// rewriteDASH: rewriteMPD's kept counts the video Representations left
+// (in an audio-only manifest, all of them).
+func rewriteDASH(body []byte, key, token string, g Grant) ([]byte, int, bool, error) {
+	out, kept, err := rewriteMPD(body, key, token, g)
+	return out, kept, true, err
+}
+
+// serveSignedManifest answers with the HLS playlist or DASH manifest
+// rewritten for tok: the token in every relative URL, and the renditions
+// g does not allow removed.
+func (h *Handler) serveSignedManifest(w http.ResponseWriter, r *http.Request, key, tok string, g Grant, rewrite rewriter) error {
 	info, body, err := h.readPlaylist(r.Context(), key)
 	if err != nil {
 		return err
 	}
-	out, kept, isMaster, err := rewritePlaylist(body, key, tok, g)
+	out, kept, limits, err := rewrite(body, key, tok, g)
 	if err != nil {
 		return fmt.Errorf("%s: %w", key, err)
 	}
-	if isMaster && kept == 0 {
+	if limits && kept == 0 {
 		return &httpError{status: http.StatusForbidden, msg: "no rendition allowed for this playback token"}
 	}
 	vi := info
@@ -338,6 +362,9 @@ func (h *Handler) serveSignedPlaylist(w http.ResponseWriter, r *http.Request, ke
 	ct := info.ContentType
 	if ct == "" {
 		ct = "application/vnd.apple.mpegurl"
+		if strings.EqualFold(path.Ext(key), ".mpd") {
+			ct = "application/dash+xml"
+		}
 	}
 	hd.Set("Content-Type", ct)
 	hd.Set("X-Content-Type-Options", "nosniff")

@@ -110,4 +110,11 @@ func TestProtectedLadderChannel(t *testing.T) {
 	if resp, _ := s.get(t, "/live/main/480p/index.m3u8"+st); resp.StatusCode != 403 {
 		t.Errorf("480p with a free viewer's token: %d", resp.StatusCode)
 	}
+	// Neither the playback token nor the access token reaches the log.
+	logs := s.Logs()
+	for name, secret := range map[string]string{"playback token": strings.TrimPrefix(st, "?st="), "access token": tok} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("the server log contains the %s", name)
+		}
+	}
 }
