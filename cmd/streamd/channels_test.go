@@ -80,6 +80,22 @@ func TestSyncChannels(t *testing.T) {
 	if after, _ := db.GetChannel(ctx, "news"); !after.KeyRotatedAt.Equal(before.KeyRotatedAt) {
 		t.Fatal("an unchanged key was rotated")
 	}
+	// protected: in the config sets the channel's visibility, both ways.
+	for _, prot := range []bool{true, false} {
+		if err := syncChannels(ctx, db, cfg, map[string]bool{"main": prot}, log); err != nil {
+			t.Fatal(err)
+		}
+		want := store.VisibilityPublic
+		if prot {
+			want = store.VisibilityProtected
+		}
+		if ch, _ := db.GetChannel(ctx, "main"); ch.Visibility != want {
+			t.Fatalf("protected: %v gave visibility %q", prot, ch.Visibility)
+		}
+		if ch, _ := db.GetChannel(ctx, "news"); ch.Visibility != store.VisibilityPublic {
+			t.Fatalf("an unprotected channel became %q", ch.Visibility)
+		}
+	}
 	// The config drops news and takes over mine (an API channel of that name).
 	cfg2 := []live.Channel{{Name: "main", StreamKey: "config-key-main-0123"}, {Name: "mine", StreamKey: "config-key-mine-0123"}}
 	if err := syncChannels(ctx, db, cfg2, nil, log); err != nil {
