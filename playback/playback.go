@@ -78,6 +78,11 @@ func (p *Policy) Protected(ctx context.Context, key string) (bool, error) {
 	if !ok {
 		return false, nil
 	}
+	// Every request of every viewer passes here: the hit path allocates
+	// nothing (memoKey is a substring of key).
+	if prot, ok := p.memo.GetIfPresent(memoKey); ok {
+		return prot, nil
+	}
 	return p.memo.Get(ctx, memoKey, otter.LoaderFunc[string, bool](p.load))
 }
 
@@ -92,7 +97,7 @@ func resource(key string) (string, bool) {
 		if !found || name == "" {
 			return "", false // a file directly under live/ or vod/: no one's
 		}
-		return prefix + name, true
+		return key[:len(prefix)+len(name)], true
 	}
 	return "", false
 }

@@ -134,3 +134,22 @@ func TestIssuer(t *testing.T) {
 		t.Error("bound token worked from another address")
 	}
 }
+
+func BenchmarkPolicyHit(b *testing.B) {
+	db, err := sqlitemeta.Open(context.Background(), filepath.Join(b.TempDir(), "meta.db"), sqlitemeta.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	p := playback.NewPolicy(db, time.Hour)
+	ctx := context.Background()
+	if _, err := p.Protected(ctx, "live/main/index.m3u8"); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := p.Protected(ctx, "live/main/720p/r1-00001.m4s"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
