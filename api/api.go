@@ -43,9 +43,11 @@ type Users interface {
 
 	SetTier(ctx context.Context, id string, tier store.Tier) (store.User, bool, error)
 	BillingWebhook(ctx context.Context, signature string, body []byte) (auth.WebhookResult, error)
-	CreateProfile(ctx context.Context, userID, name string) (store.Profile, error)
+	CreateProfile(ctx context.Context, userID, name string, prefs json.RawMessage) (store.Profile, error)
 	ListProfiles(ctx context.Context, userID string) ([]store.Profile, error)
 	DeleteProfile(ctx context.Context, userID, profileID string) error
+	GetProfile(ctx context.Context, userID, profileID string) (store.Profile, error)
+	UpdateViewerProfile(ctx context.Context, userID, profileID string, name *string, prefs json.RawMessage) (store.Profile, error)
 	FamilyMaxProfiles() int
 }
 
@@ -150,6 +152,8 @@ var routes = []route{
 	{"POST", "/api/billing/subscription", (*API).billingWebhook, ""},
 	{"GET", "/api/users/me/profiles", (*API).listProfiles, "user"},
 	{"POST", "/api/users/me/profiles", (*API).createProfile, "user"},
+	{"GET", "/api/users/me/profiles/{id}", (*API).getProfile, "user"},
+	{"PUT", "/api/users/me/profiles/{id}", (*API).putProfile, "user"},
 	{"DELETE", "/api/users/me/profiles/{id}", (*API).deleteProfile, "user"},
 
 	// A publisher's own channels (admins: all). Not under /api/channels,

@@ -379,6 +379,15 @@ func security(t *testing.T, open backend) {
 			t.Fatalf("1 MB preferences: %d", r.status)
 		}
 		e.want(e.do("PUT", "/api/users/me", a.access, `{"preferences": [1]}`), 400, "array preferences")
+		// JSON that PostgreSQL's jsonb cannot hold: refused alike (NUL), or
+		// refused there and stored by SQLite (a number beyond numeric's
+		// range); never a 500.
+		e.want(e.do("PUT", "/api/users/me", a.access, `{"preferences": {"a": "x\u0000y"}}`), 400, "NUL in preferences")
+		for _, v := range []string{"1e-40000", "1" + strings.Repeat("0", 20000)} {
+			if r := e.do("PUT", "/api/users/me", a.access, `{"preferences": {"n": `+v+`}}`); r.status != 200 && r.status != 400 {
+				t.Errorf("preferences number %.10s…: %d %s", v, r.status, r.body)
+			}
+		}
 		e.want(e.do("GET", "/api/users/"+url(meta), a.access, nil), 403, "viewer reads a user by a metachar id")
 	})
 

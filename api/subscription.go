@@ -1,9 +1,11 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/streamd/streamd/auth"
@@ -74,10 +76,21 @@ func (a *API) billingWebhook(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"user_id": res.User.ID, "tier": res.User.Tier, "sessions_ended": res.SessionsEnded})
 }
 
+// profileJSON is a profile as the API shows it; preferences are always an
+// object.
 type profileJSON struct {
-	ID        string    `json:"id"`
-	Name      string    `json:"name"`
-	CreatedAt time.Time `json:"created_at"`
+	ID          string          `json:"id"`
+	Name        string          `json:"name"`
+	Preferences json.RawMessage `json:"preferences"`
+	CreatedAt   time.Time       `json:"created_at"`
+}
+
+func toProfileJSON(p store.Profile) profileJSON {
+	j := profileJSON{ID: p.ID, Name: p.Name, Preferences: p.Preferences, CreatedAt: p.CreatedAt}
+	if len(j.Preferences) == 0 {
+		j.Preferences = json.RawMessage("{}")
+	}
+	return j
 }
 
 func (a *API) listProfiles(w http.ResponseWriter, r *http.Request) {
@@ -91,26 +104,64 @@ func (a *API) listProfiles(w http.ResponseWriter, r *http.Request) {
 		Max      int           `json:"max"`
 	}{Profiles: make([]profileJSON, len(ps)), Max: a.d.Users.FamilyMaxProfiles()}
 	for i, p := range ps {
-		out.Profiles[i] = profileJSON{ID: p.ID, Name: p.Name, CreatedAt: p.CreatedAt}
+		out.Profiles[i] = toProfileJSON(p)
 	}
 	writeJSON(w, http.StatusOK, out)
 }
 
 func (a *API) createProfile(w http.ResponseWriter, r *http.Request) {
 	var in struct {
-		Name string `json:"name"`
+		Name        string           `json:"name"`
+		Preferences *json.RawMessage `json:"preferences"`
 	}
 	if err := decode(w, r, &in); err != nil {
 		a.writeError(w, r, err)
 		return
 	}
-	p, err := a.d.Users.CreateProfile(r.Context(), principal(r).UserID, in.Name)
+	p, err := a.d.Users.CreateProfile(r.Context(), principal(r).UserID, in.Name, rawOrNil(in.Preferences))
 	if err != nil {
 		a.writeError(w, r, err)
 		return
 	}
-	w.Header().Set("Location", "/api/users/me/profiles")
-	writeJSON(w, http.StatusCreated, profileJSON{ID: p.ID, Name: p.Name, CreatedAt: p.CreatedAt})
+	w.Header().Set("Location", "/api/users/me/profiles/"+url.PathEscape(p.ID))
+	writeJSON(w, http.StatusCreated, toProfileJSON(p))
+}
+
+func (a *API) getProfile(w http.ResponseWriter, r *http.Request) {
+	p, err := a.d.Users.GetProfile(r.Context(), principal(r).UserID, r.PathValue("id"))
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toProfileJSON(p))
+}
+
+// putProfile renames a profile or replaces its preferences; an absent or
+// null field stays as it is.
+func (a *API) putProfile(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Name        *string          `json:"name"`
+		Preferences *json.RawMessage `json:"preferences"`
+	}
+	if err := decode(w, r, &in); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	p, err := a.d.Users.UpdateViewerProfile(r.Context(), principal(r).UserID, r.PathValue("id"), in.Name, rawOrNil(in.Preferences))
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toProfileJSON(p))
+}
+
+// rawOrNil is the document a *json.RawMessage field holds; nil when the
+// field was absent or null.
+func rawOrNil(p *json.RawMessage) json.RawMessage {
+	if p == nil {
+		return nil
+	}
+	return *p
 }
 
 func (a *API) deleteProfile(w http.ResponseWriter, r *http.Request) {

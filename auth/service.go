@@ -470,12 +470,8 @@ func (s *Service) UpdateProfile(ctx context.Context, id string, p ProfileUpdate)
 		}
 	}
 	if p.Preferences != nil {
-		if len(*p.Preferences) > MaxPreferences {
-			return store.User{}, errorf(CodeInvalidArgument, "preferences: at most %d bytes", MaxPreferences)
-		}
-		var obj map[string]any
-		if json.Unmarshal(*p.Preferences, &obj) != nil || obj == nil || !store.ValidText(string(*p.Preferences)) {
-			return store.User{}, errorf(CodeInvalidArgument, "preferences: must be a JSON object")
+		if err := CheckPreferences(*p.Preferences); err != nil {
+			return store.User{}, err
 		}
 	}
 	u, err := s.users.UpdateUser(ctx, id, store.UserUpdate{Email: p.Email, Username: p.Username, Preferences: p.Preferences})

@@ -175,12 +175,32 @@ func CheckProfileName(name string) error {
 	return nil
 }
 
+// CheckPreferences is the rule of a preferences document, a user's or a
+// profile's: a JSON object of at most MaxPreferences bytes, valid UTF-8
+// without NUL.
+func CheckPreferences(prefs json.RawMessage) error {
+	if len(prefs) > MaxPreferences {
+		return errorf(CodeInvalidArgument, "preferences: at most %d bytes", MaxPreferences)
+	}
+	var obj map[string]any
+	if json.Unmarshal(prefs, &obj) != nil || obj == nil || !store.ValidText(string(prefs)) {
+		return errorf(CodeInvalidArgument, "preferences: must be a JSON object")
+	}
+	return nil
+}
+
 // CreateProfile adds a viewer profile to a family account (the tier as
 // stored now, not as the caller's token says). At most
-// Config.FamilyMaxProfiles; names are unique within the account.
-func (s *Service) CreateProfile(ctx context.Context, userID, name string) (store.Profile, error) {
+// Config.FamilyMaxProfiles; names are unique within the account. prefs are
+// the profile's own preferences (nil: {}).
+func (s *Service) CreateProfile(ctx context.Context, userID, name string, prefs json.RawMessage) (store.Profile, error) {
 	if err := CheckProfileName(name); err != nil {
 		return store.Profile{}, err
+	}
+	if prefs != nil {
+		if err := CheckPreferences(prefs); err != nil {
+			return store.Profile{}, err
+		}
 	}
 	u, err := s.users.GetUser(ctx, userID)
 	if err != nil {
@@ -189,12 +209,12 @@ func (s *Service) CreateProfile(ctx context.Context, userID, name string) (store
 	if u.Tier != store.TierFamily {
 		return store.Profile{}, errorf(CodePermissionDenied, "profiles come with the family tier")
 	}
-	p, err := s.users.CreateProfile(ctx, store.Profile{UserID: userID, Name: name}, s.cfg.FamilyMaxProfiles)
+	p, err := s.users.CreateProfile(ctx, store.Profile{UserID: userID, Name: name, Preferences: prefs}, s.cfg.FamilyMaxProfiles)
 	switch {
 	case errors.Is(err, store.ErrLimit):
 		return store.Profile{}, &Error{Code: CodeConflict, Message: "the account has the most profiles the family tier allows", Err: err}
 	case errors.Is(err, store.ErrConflict):
-		return store.Profile{}, &Error{Code: CodeConflict, Message: "the account has a profile of that name", Err: err}
+		return store.Profile{}, errProfileName(err)
 	case err != nil:
 		return store.Profile{}, s.storeErr(err)
 	}
@@ -202,11 +222,47 @@ func (s *Service) CreateProfile(ctx context.Context, userID, name string) (store
 	return p, nil
 }
 
+func errProfileName(err error) *Error {
+	return &Error{Code: CodeConflict, Message: "the account has a profile of that name", Err: err}
+}
+
 // ListProfiles returns the account's profiles (kept, and listed, after a
 // change away from the family tier; only new ones need the tier).
 func (s *Service) ListProfiles(ctx context.Context, userID string) ([]store.Profile, error) {
 	ps, err := s.users.ListProfiles(ctx, userID)
 	return ps, s.storeErr(err)
+}
+
+// GetProfile returns one of the account's profiles; another account's
+// profile is not found.
+func (s *Service) GetProfile(ctx context.Context, userID, profileID string) (store.Profile, error) {
+	p, err := s.users.GetProfile(ctx, userID, profileID)
+	return p, s.storeErr(err)
+}
+
+// UpdateViewerProfile renames one of the account's profiles or replaces
+// its preferences (nil: unchanged), with the rules of CreateProfile. Like
+// listing and removing, it works after the account leaves the family tier.
+func (s *Service) UpdateViewerProfile(ctx context.Context, userID, profileID string, name *string, prefs json.RawMessage) (store.Profile, error) {
+	if name != nil {
+		if err := CheckProfileName(*name); err != nil {
+			return store.Profile{}, err
+		}
+	}
+	if prefs != nil {
+		if err := CheckPreferences(prefs); err != nil {
+			return store.Profile{}, err
+		}
+	}
+	p, err := s.users.UpdateViewerProfile(ctx, userID, profileID, store.ViewerProfileUpdate{Name: name, Preferences: prefs})
+	if errors.Is(err, store.ErrConflict) {
+		return store.Profile{}, errProfileName(err)
+	}
+	if err != nil {
+		return store.Profile{}, s.storeErr(err)
+	}
+	s.log.Info("profile updated", "user", userID, "profile", p.ID)
+	return p, nil
 }
 
 // DeleteProfile removes one of the account's profiles.

@@ -342,6 +342,9 @@ func (u UserUpdate) Validate() error {
 		if !ValidText(string(p)) {
 			return bad("preferences: not valid UTF-8 or contains NUL")
 		}
+		if jsonStringHasNUL(p) {
+			return bad("preferences: a string contains NUL (\\u0000)")
+		}
 	}
 	return nil
 }
@@ -405,6 +408,15 @@ type Users interface {
 	// DeleteProfile removes one of the account's profiles; ErrNotFound
 	// when the account has no profile with that id.
 	DeleteProfile(ctx context.Context, userID, profileID string) error
+	// GetProfile returns one of the account's profiles; ErrNotFound when
+	// the account has no profile with that id (another account's profile
+	// included).
+	GetProfile(ctx context.Context, userID, profileID string) (Profile, error)
+	// UpdateViewerProfile changes one of the account's profiles (nil
+	// fields: unchanged) and returns it as now stored. A name another
+	// profile of the account uses (ASCII case ignored): ErrConflict; no
+	// such profile in the account: ErrNotFound.
+	UpdateViewerProfile(ctx context.Context, userID, profileID string, u ViewerProfileUpdate) (Profile, error)
 }
 
 // Identity links a user to an account at an OpenID Connect provider.
@@ -440,18 +452,28 @@ func (i Identity) Validate() error {
 	return nil
 }
 
-// Profile is a viewer profile under an account (the family tier).
+// Profile is a viewer profile under an account (the family tier): its
+// own name and its own preferences.
 type Profile struct {
-	ID        string // set by CreateProfile when empty
-	UserID    string // the account
-	Name      string // unique within the account, ASCII case ignored
-	CreatedAt time.Time
+	ID          string          // set by CreateProfile when empty
+	UserID      string          // the account
+	Name        string          // unique within the account, ASCII case ignored
+	Preferences json.RawMessage // a JSON object; empty means {}
+	CreatedAt   time.Time
+}
+
+// ViewerProfileUpdate changes a profile's editable fields; nil leaves one
+// as is.
+type ViewerProfileUpdate struct {
+	Name        *string
+	Preferences json.RawMessage // a JSON object; nil: unchanged
 }
 
 // maxProfileName bounds the indexed name column.
 const maxProfileName = 256
 
-// Validate is what both SQL backends check before CreateProfile writes.
+// Validate is what both SQL backends check before CreateProfile writes
+// (after filling an empty Preferences with {}).
 func (p Profile) Validate(max int) error {
 	switch {
 	case max < 1:
@@ -463,5 +485,55 @@ func (p Profile) Validate(max int) error {
 	case !ValidText(p.Name) || !ValidText(p.ID) || !ValidText(p.UserID):
 		return fmt.Errorf("profile: not valid UTF-8 or contains NUL: %w", ErrInvalid)
 	}
+	if len(bytes.TrimSpace(p.Preferences)) > 0 {
+		return profilePrefs(p.Preferences)
+	}
 	return nil
+}
+
+// Validate is what both SQL backends check before UpdateViewerProfile
+// writes: the same rules as CreateProfile's.
+func (u ViewerProfileUpdate) Validate() error {
+	if u.Name != nil {
+		switch n := *u.Name; {
+		case n == "":
+			return fmt.Errorf("profile update: name is empty: %w", ErrInvalid)
+		case len(n) > maxProfileName:
+			return fmt.Errorf("profile update: name over %d bytes: %w", maxProfileName, ErrInvalid)
+		case !ValidText(n):
+			return fmt.Errorf("profile update: name: not valid UTF-8 or contains NUL: %w", ErrInvalid)
+		}
+	}
+	if u.Preferences != nil {
+		return profilePrefs(u.Preferences)
+	}
+	return nil
+}
+
+// profilePrefs applies the rule of a user's preferences (UserUpdate's)
+// to a profile's.
+func profilePrefs(p json.RawMessage) error {
+	if err := (UserUpdate{Preferences: &p}).Validate(); err != nil {
+		return fmt.Errorf("profile: %w", err)
+	}
+	return nil
+}
+
+// jsonStringHasNUL reports whether a valid JSON document has a string
+// holding NUL (written \u0000): PostgreSQL's jsonb refuses it where
+// SQLite would store it, so both backends refuse it.
+func jsonStringHasNUL(p []byte) bool {
+	if !bytes.Contains(p, []byte(`\u0000`)) {
+		return false // the common case: no need to decode
+	}
+	dec := json.NewDecoder(bytes.NewReader(p))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return false // io.EOF: the document is valid (checked before)
+		}
+		if s, ok := tok.(string); ok && strings.ContainsRune(s, 0) {
+			return true
+		}
+	}
 }

@@ -29,7 +29,7 @@ func (db *DB) UpdateUser(ctx context.Context, id string, u store.UserUpdate) (st
 		WHERE id = $7 RETURNING `+userCols,
 		u.Email, u.Username, u.PasswordHash, (*string)(u.Role), (*string)(u.Tier), prefs, id))
 	if err != nil {
-		return store.User{}, db.wrap("update user "+quote(id), err)
+		return store.User{}, db.wrapPrefs("update user "+quote(id), err)
 	}
 	return got, nil
 }

@@ -1,7 +1,9 @@
 package sqlitemeta
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -43,6 +45,9 @@ func (db *DB) CreateProfile(ctx context.Context, p store.Profile, max int) (stor
 	if p.ID == "" {
 		p.ID = store.NewID()
 	}
+	if len(bytes.TrimSpace(p.Preferences)) == 0 {
+		p.Preferences = json.RawMessage("{}")
+	}
 	if err := p.Validate(max); err != nil {
 		return store.Profile{}, err
 	}
@@ -64,8 +69,8 @@ func (db *DB) CreateProfile(ctx context.Context, p store.Profile, max int) (stor
 	if n >= max {
 		return store.Profile{}, fmt.Errorf("sqlite: create profile: %d of %d: %w", n, max, store.ErrLimit)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO user_profiles (id, user_id, name, created_at) VALUES (?, ?, ?, ?)`,
-		p.ID, p.UserID, p.Name, us(p.CreatedAt)); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO user_profiles (id, user_id, name, preferences, created_at) VALUES (?, ?, ?, ?, ?)`,
+		p.ID, p.UserID, p.Name, string(p.Preferences), us(p.CreatedAt)); err != nil {
 		return store.Profile{}, db.wrap("create profile", err)
 	}
 	return p, db.wrap("create profile", tx.Commit())
@@ -73,7 +78,7 @@ func (db *DB) CreateProfile(ctx context.Context, p store.Profile, max int) (stor
 
 // ListProfiles implements store.Meta.
 func (db *DB) ListProfiles(ctx context.Context, userID string) ([]store.Profile, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT id, user_id, name, created_at FROM user_profiles
+	rows, err := db.r.QueryContext(ctx, `SELECT `+profileCols+` FROM user_profiles
 		WHERE user_id = ? ORDER BY created_at, id`, userID)
 	if err != nil {
 		return nil, db.wrap("list profiles", err)
@@ -81,12 +86,10 @@ func (db *DB) ListProfiles(ctx context.Context, userID string) ([]store.Profile,
 	defer rows.Close()
 	out := []store.Profile{}
 	for rows.Next() {
-		var p store.Profile
-		var cr int64
-		if err := rows.Scan(&p.ID, &p.UserID, &p.Name, &cr); err != nil {
+		p, err := scanProfile(rows)
+		if err != nil {
 			return nil, db.wrap("list profiles", err)
 		}
-		p.CreatedAt = fromUs(cr)
 		out = append(out, p)
 	}
 	return out, db.wrap("list profiles", rows.Err())
@@ -102,6 +105,53 @@ func (db *DB) DeleteProfile(ctx context.Context, userID, profileID string) error
 		return notFound("profile", profileID)
 	}
 	return nil
+}
+
+const profileCols = `id, user_id, name, preferences, created_at`
+
+func scanProfile(s scanner) (store.Profile, error) {
+	var p store.Profile
+	var prefs string
+	var cr int64
+	err := s.Scan(&p.ID, &p.UserID, &p.Name, &prefs, &cr)
+	p.Preferences, p.CreatedAt = json.RawMessage(prefs), fromUs(cr)
+	return p, err
+}
+
+// GetProfile implements store.Meta.
+func (db *DB) GetProfile(ctx context.Context, userID, profileID string) (store.Profile, error) {
+	if !store.ValidText(userID) || !store.ValidText(profileID) {
+		return store.Profile{}, notFound("profile", profileID) // no stored id is such text
+	}
+	p, err := scanProfile(db.r.QueryRowContext(ctx, `SELECT `+profileCols+` FROM user_profiles
+		WHERE user_id = ? AND id = ?`, userID, profileID))
+	if err != nil {
+		return store.Profile{}, db.wrap("get profile "+quote(profileID), err)
+	}
+	return p, nil
+}
+
+// UpdateViewerProfile implements store.Meta.
+func (db *DB) UpdateViewerProfile(ctx context.Context, userID, profileID string, u store.ViewerProfileUpdate) (store.Profile, error) {
+	if err := u.Validate(); err != nil {
+		return store.Profile{}, err
+	}
+	if !store.ValidText(userID) || !store.ValidText(profileID) {
+		return store.Profile{}, notFound("profile", profileID)
+	}
+	var prefs *string
+	if u.Preferences != nil {
+		s := string(u.Preferences)
+		prefs = &s
+	}
+	p, err := scanProfile(db.w.QueryRowContext(ctx, `UPDATE user_profiles SET
+		name = coalesce(?, name), preferences = coalesce(?, preferences)
+		WHERE user_id = ? AND id = ? RETURNING `+profileCols,
+		u.Name, prefs, userID, profileID))
+	if err != nil {
+		return store.Profile{}, db.wrap("update profile "+quote(profileID), err)
+	}
+	return p, nil
 }
 
 // prefixed qualifies a column list: prefixed("u.", "a, b") is "u.a, u.b".

@@ -286,6 +286,157 @@ func testUsers(t *testing.T, open func(t *testing.T) store.Meta) {
 		_, err = m.CreateProfile(ctx, store.Profile{UserID: u.ID, Name: "Kids"}, 3)
 		must(t, err, "room again after delete")
 	})
+
+	t.Run("ProfilePreferences", func(t *testing.T) {
+		m := open(t)
+		u, err := m.CreateUser(ctx, store.User{Email: "ann@example.com", Username: "ann"})
+		must(t, err, "create")
+		v, err := m.CreateUser(ctx, store.User{Email: "bob@example.com", Username: "bob"})
+		must(t, err, "create bob")
+		// SQL metacharacters, quotes, backslashes, control characters and
+		// unicode inside JSON strings and keys, and 1 MB of them.
+		prefs := json.RawMessage(`{"q": ` + mustJSON(metachars) + `, ` + mustJSON(metachars) + `: [1, 2.5, true, null],
+			"u": "\u00e9 ünï 字 🎥", "nested": {"a": {"b": ""}}}`)
+		large := json.RawMessage(`{"big": ` + mustJSON(big()) + `}`)
+		p1, err := m.CreateProfile(ctx, store.Profile{UserID: u.ID, Name: "Kids", Preferences: prefs}, 5)
+		must(t, err, "create with preferences")
+		if !jsonEqual(p1.Preferences, prefs) {
+			t.Fatalf("create returned preferences %s", p1.Preferences)
+		}
+		p2, err := m.CreateProfile(ctx, store.Profile{UserID: u.ID, Name: "Grown-ups"}, 5)
+		must(t, err, "create without preferences")
+		if !jsonEqual(p2.Preferences, json.RawMessage(`{}`)) {
+			t.Fatalf("default preferences %s, want {}", p2.Preferences)
+		}
+		vp, err := m.CreateProfile(ctx, store.Profile{UserID: v.ID, Name: "Kids"}, 5)
+		must(t, err, "bob's profile")
+
+		got, err := m.GetProfile(ctx, u.ID, p1.ID)
+		must(t, err, "get")
+		if got.ID != p1.ID || got.UserID != u.ID || got.Name != "Kids" || !got.CreatedAt.Equal(p1.CreatedAt) ||
+			!jsonEqual(got.Preferences, prefs) {
+			t.Fatalf("get = %+v, want %+v", got, p1)
+		}
+		recent(t, "get profile created_at", got.CreatedAt)
+		if got, err := m.GetProfile(ctx, u.ID, p2.ID); err != nil || !jsonEqual(got.Preferences, json.RawMessage(`{}`)) {
+			t.Fatalf("get without preferences: %+v %v", got, err)
+		}
+		list, err := m.ListProfiles(ctx, u.ID)
+		must(t, err, "list")
+		if len(list) != 2 || !jsonEqual(list[0].Preferences, prefs) || !jsonEqual(list[1].Preferences, json.RawMessage(`{}`)) {
+			t.Fatalf("list = %+v", list)
+		}
+		// Another account's profile, or no profile: not found.
+		for name, ids := range map[string][2]string{
+			"another account's": {v.ID, p1.ID},
+			"through another":   {u.ID, vp.ID},
+			"unknown id":        {u.ID, "nope"},
+			"unknown user":      {"nobody", p1.ID},
+			"metachar id":       {u.ID, metachars},
+			"NUL id":            {u.ID, "a\x00b"},
+			"not UTF-8 id":      {u.ID, "\xff"},
+			"NUL user":          {"a\x00b", p1.ID},
+		} {
+			_, err := m.GetProfile(ctx, ids[0], ids[1])
+			mustIs(t, err, store.ErrNotFound, "get "+name)
+			_, err = m.UpdateViewerProfile(ctx, ids[0], ids[1], store.ViewerProfileUpdate{Name: ptr("x")})
+			mustIs(t, err, store.ErrNotFound, "update "+name)
+		}
+
+		// Nothing set: nothing changes.
+		same, err := m.UpdateViewerProfile(ctx, u.ID, p1.ID, store.ViewerProfileUpdate{})
+		must(t, err, "empty update")
+		if same.Name != "Kids" || !jsonEqual(same.Preferences, prefs) || !same.CreatedAt.Equal(p1.CreatedAt) {
+			t.Fatalf("empty update changed the profile: %+v", same)
+		}
+		// The name alone: the preferences stay.
+		got, err = m.UpdateViewerProfile(ctx, u.ID, p1.ID, store.ViewerProfileUpdate{Name: ptr(metachars)})
+		must(t, err, "rename")
+		if got.ID != p1.ID || got.UserID != u.ID || got.Name != metachars || !jsonEqual(got.Preferences, prefs) ||
+			!got.CreatedAt.Equal(p1.CreatedAt) {
+			t.Fatalf("after rename: %+v", got)
+		}
+		// The preferences alone: the name stays; other profiles keep theirs.
+		got, err = m.UpdateViewerProfile(ctx, u.ID, p1.ID, store.ViewerProfileUpdate{Preferences: large})
+		must(t, err, "1 MB preferences")
+		if got.Name != metachars || !jsonEqual(got.Preferences, large) {
+			t.Fatalf("after preferences update: name %q", got.Name)
+		}
+		got, err = m.GetProfile(ctx, u.ID, p1.ID)
+		must(t, err, "get after update")
+		if got.Name != metachars || !jsonEqual(got.Preferences, large) {
+			t.Fatal("update not stored verbatim")
+		}
+		for _, p := range []store.Profile{p2, vp} {
+			other, err := m.GetProfile(ctx, p.UserID, p.ID)
+			must(t, err, "get other")
+			if !jsonEqual(other.Preferences, json.RawMessage(`{}`)) || other.Name != p.Name {
+				t.Fatalf("another profile changed: %+v", other)
+			}
+		}
+		// Both at once, back to small preferences.
+		two := json.RawMessage(`{"subtitles": "fr", "q": ` + mustJSON(metachars) + `}`)
+		got, err = m.UpdateViewerProfile(ctx, u.ID, p1.ID, store.ViewerProfileUpdate{Name: ptr("Kids"), Preferences: two})
+		must(t, err, "update both")
+		if got.Name != "Kids" || !jsonEqual(got.Preferences, two) {
+			t.Fatalf("update both: %+v", got)
+		}
+		var decoded map[string]any
+		must(t, json.Unmarshal(got.Preferences, &decoded), "decode preferences")
+		if decoded["q"] != metachars {
+			t.Fatalf("string inside preferences = %q, want %q", decoded["q"], metachars)
+		}
+
+		// Names: unique per account, ASCII case ignored; the profile's own
+		// name in another case is no conflict.
+		_, err = m.UpdateViewerProfile(ctx, u.ID, p1.ID, store.ViewerProfileUpdate{Name: ptr("GROWN-UPS")})
+		mustIs(t, err, store.ErrConflict, "rename to another profile's name")
+		_, err = m.UpdateViewerProfile(ctx, u.ID, p1.ID, store.ViewerProfileUpdate{Name: ptr("KIDS")})
+		must(t, err, "rename to own name in another case")
+		_, err = m.UpdateViewerProfile(ctx, v.ID, vp.ID, store.ViewerProfileUpdate{Name: ptr("Grown-ups")})
+		must(t, err, "a name another account uses")
+		if got, _ := m.GetProfile(ctx, u.ID, p2.ID); got.Name != "Grown-ups" {
+			t.Fatalf("a conflicting rename changed the other profile: %+v", got)
+		}
+
+		badJSON, arr, str, null, empty := json.RawMessage(`{"a":`), json.RawMessage(`[1]`), json.RawMessage(`"x"`),
+			json.RawMessage(`null`), json.RawMessage{}
+		nul, notUTF8 := json.RawMessage("{\"a\": \"\x00\"}"), json.RawMessage("{\"a\": \"\xff\"}")
+		nulEscape, nulKey := json.RawMessage(`{"a": ["x\u0000y"]}`), json.RawMessage(`{"\u0000": 1}`)
+		for name, bad := range map[string]store.ViewerProfileUpdate{
+			"empty name":     {Name: ptr("")},
+			"1 MB name":      {Name: ptr(big())},
+			"NUL name":       {Name: ptr("a\x00b")},
+			"not UTF-8 name": {Name: ptr("\xff")},
+			"invalid JSON":   {Preferences: badJSON},
+			"array":          {Preferences: arr},
+			"string":         {Preferences: str},
+			"null":           {Preferences: null},
+			"empty":          {Preferences: empty},
+			"NUL in prefs":   {Preferences: nul},
+			"not UTF-8":      {Preferences: notUTF8},
+			"\\u0000 value":  {Preferences: nulEscape},
+			"\\u0000 key":    {Preferences: nulKey},
+		} {
+			_, err := m.UpdateViewerProfile(ctx, u.ID, p1.ID, bad)
+			mustIs(t, err, store.ErrInvalid, "update with "+name)
+			if len(bad.Preferences) > 0 {
+				_, err = m.CreateProfile(ctx, store.Profile{UserID: u.ID, Name: "New", Preferences: bad.Preferences}, 5)
+				mustIs(t, err, store.ErrInvalid, "create with "+name)
+			}
+		}
+		if got, _ := m.GetProfile(ctx, u.ID, p1.ID); got.Name != "KIDS" || !jsonEqual(got.Preferences, two) {
+			t.Fatalf("a refused update changed the profile: %+v", got)
+		}
+		// A backslash, then "u0000": text, not NUL.
+		slash := json.RawMessage(`{"path": "C:\\u0000"}`)
+		got, err = m.UpdateViewerProfile(ctx, u.ID, p2.ID, store.ViewerProfileUpdate{Preferences: slash})
+		must(t, err, "escaped backslash")
+		var path struct{ Path string }
+		if err := json.Unmarshal(got.Preferences, &path); err != nil || path.Path != `C:\u0000` {
+			t.Fatalf("escaped backslash: %s %v", got.Preferences, err)
+		}
+	})
 }
 
 func mustJSON(v any) string {
