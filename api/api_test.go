@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"image/png"
 	"io"
 	"log/slog"
 	"net/http"
@@ -609,6 +610,15 @@ func security(t *testing.T, open backend) {
 		e.secrets = append(e.secrets, secret)
 		if !strings.HasPrefix(u, "otpauth://totp/") || !strings.Contains(u, "secret="+secret) {
 			t.Fatalf("otpauth URL %q", u)
+		}
+		qr, ok := strings.CutPrefix(en["qr_png"].(string), "data:image/png;base64,")
+		pngBytes, err := base64.StdEncoding.DecodeString(qr)
+		if !ok || err != nil {
+			t.Fatalf("qr_png is not a PNG data URL: %.60s", en["qr_png"])
+		}
+		img, err := png.Decode(bytes.NewReader(pngBytes))
+		if err != nil || img.Bounds().Dx() != 256 || img.Bounds().Dy() != 256 {
+			t.Fatalf("QR image: %v %v", err, img)
 		}
 		// Not yet confirmed: login needs no code.
 		b := *a

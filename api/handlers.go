@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"math"
 	"net/http"
@@ -128,7 +129,8 @@ func (a *API) mfaEnroll(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"secret": e.Secret, "otpauth_url": e.URL})
+	writeJSON(w, http.StatusOK, map[string]string{"secret": e.Secret, "otpauth_url": e.URL,
+		"qr_png": "data:image/png;base64," + base64.StdEncoding.EncodeToString(e.QRPNG)})
 }
 
 func (a *API) mfaConfirm(w http.ResponseWriter, r *http.Request) {

@@ -1,10 +1,12 @@
 package auth
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base32"
 	"errors"
+	"image/png"
 	"strings"
 	"time"
 
@@ -26,7 +28,13 @@ const RecoveryCodes = 10
 type Enrollment struct {
 	Secret string
 	URL    string // otpauth://totp/...
+	// QRPNG is URL as a QR code, a 256×256 PNG, for a page to show.
+	QRPNG []byte
 }
+
+// qrSize is the QR image's side in pixels: big enough for a phone camera
+// at arm's length, small enough to send inline.
+const qrSize = 256
 
 // EnrollMFA starts (or restarts) enrollment. It does not turn MFA on:
 // ConfirmMFA does, once the user proves the app has the secret. An
@@ -51,8 +59,16 @@ func (s *Service) EnrollMFA(ctx context.Context, userID string) (Enrollment, err
 	if err := s.users.SetMFA(ctx, userID, store.MFA{Secret: key.Secret()}); err != nil {
 		return Enrollment{}, s.storeErr(err)
 	}
+	img, err := key.Image(qrSize, qrSize)
+	if err != nil {
+		return Enrollment{}, &Error{Code: CodeInternal, Message: "internal error", Err: err}
+	}
+	var qr bytes.Buffer
+	if err := png.Encode(&qr, img); err != nil {
+		return Enrollment{}, &Error{Code: CodeInternal, Message: "internal error", Err: err}
+	}
 	s.log.Info("MFA enrollment started", "user", userID)
-	return Enrollment{Secret: key.Secret(), URL: key.URL()}, nil
+	return Enrollment{Secret: key.Secret(), URL: key.URL(), QRPNG: qr.Bytes()}, nil
 }
 
 func errBadCode() *Error { return errorf(CodeUnauthenticated, "wrong or already used code") }
