@@ -13,6 +13,8 @@ import (
 // PlaybackSigner issues signed playback URLs (playback.Issuer).
 type PlaybackSigner interface {
 	Sign(prefix string, tier store.Tier, clientIP string) (playback.Signed, error)
+	// Ads reports whether a viewer of tier (empty: anonymous) sees ads.
+	Ads(tier store.Tier) bool
 }
 
 // streamingJSON are the playback URLs a caller may use.
@@ -29,6 +31,9 @@ type streamingJSON struct {
 	// (protected only; absent: every rendition). Taller ones are not in
 	// the master playlist the URL opens.
 	MaxHeight int `json:"max_height,omitempty"`
+	// Ads tells the player whether this viewer's tier shows ads (premium
+	// and family do not, by default: auth.ad_free_tiers).
+	Ads bool `json:"ads"`
 }
 
 // streaming answers GET /api/streaming/{id}, where id is a catalog item's
@@ -42,6 +47,7 @@ func (a *API) streaming(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
+	out.Ads = a.d.Playback == nil || a.d.Playback.Ads(principal(r).Tier)
 	if vis == store.VisibilityProtected {
 		p := principal(r)
 		if p.UserID == "" {

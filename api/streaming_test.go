@@ -28,7 +28,8 @@ func streaming(t *testing.T, open backend) {
 	}
 	e := newEnvWith(t, open, api.Limits{}, auth.Config{}, func(e *env, d *api.Deps) {
 		d.Playback = playback.Issuer{Signer: signer, TTL: time.Hour,
-			TierMaxHeight: map[store.Tier]int{store.TierFree: 720}}
+			TierMaxHeight: map[store.Tier]int{store.TierFree: 720},
+			AdFree:        map[store.Tier]bool{store.TierPremium: true}}
 	})
 	ctx := context.Background()
 	pub, other, viewer := e.register(store.RolePublisher), e.register(store.RolePublisher), e.register(store.RoleViewer)
@@ -52,8 +53,20 @@ func streaming(t *testing.T, open backend) {
 
 	m := e.want(e.do("GET", "/api/streaming/"+public, "", nil), 200, "public item, anonymous").json(t)
 	if m["hls"] != "/vod/"+public+"/index.m3u8" || m["dash"] != "/vod/"+public+"/manifest.mpd" || m["protected"] != false ||
-		m["kind"] != "content" || m["expires_at"] != nil {
+		m["kind"] != "content" || m["expires_at"] != nil || m["ads"] != true {
 		t.Fatalf("public item: %v", m)
+	}
+	// Ads: anonymous and free viewers see them, premium ones do not.
+	premium := e.register(store.RoleViewer)
+	if _, _, err := e.svc.SetTier(ctx, premium.id, store.TierPremium); err != nil {
+		t.Fatal(err)
+	}
+	e.login(premium)
+	if m := e.want(e.do("GET", "/api/streaming/"+public, viewer.access, nil), 200, "free viewer").json(t); m["ads"] != true {
+		t.Errorf("free viewer: ads %v", m["ads"])
+	}
+	if m := e.want(e.do("GET", "/api/streaming/"+protected, premium.access, nil), 200, "premium viewer").json(t); m["ads"] != false || m["max_height"] != nil {
+		t.Errorf("premium viewer: %v", m)
 	}
 	e.want(e.do("GET", "/api/streaming/"+protected, "", nil), 401, "protected item, anonymous")
 	e.want(e.do("GET", "/api/streaming/"+protected, "not-a-token", nil), 401, "protected item, bad token")

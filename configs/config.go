@@ -66,6 +66,9 @@ type Auth struct {
 	// TierMaxHeight caps the renditions a subscription tier may play (the
 	// short side, e.g. 1080); 0: no cap.
 	TierMaxHeight map[string]int `yaml:"tier_max_height"`
+	// AdFreeTiers are the subscription tiers whose viewers see no ads:
+	// GET /api/streaming tells the player ("ads": false).
+	AdFreeTiers []string `yaml:"ad_free_tiers"`
 	// OIDC lists the OpenID Connect login providers (Google, Microsoft,
 	// Keycloak, …); empty: password login only.
 	OIDC []OIDCProvider `yaml:"oidc"`
@@ -259,6 +262,7 @@ func Defaults() Config {
 			AccountRatePerMinute: 1200,
 			URLTokenTTL:          Duration(6 * time.Hour),
 			TierMaxHeight:        map[string]int{"free": 1080, "premium": 0, "family": 0},
+			AdFreeTiers:          []string{"premium", "family"},
 			OIDC:                 []OIDCProvider{},
 			FamilyMaxProfiles:    5,
 		},
@@ -480,6 +484,11 @@ func (c *Config) Validate() []Problem {
 		}
 		if h < 0 {
 			add("auth.tier_max_height."+tier, "%d must be 0 (no cap) or a height such as 1080", h)
+		}
+	}
+	for i, tier := range a.AdFreeTiers {
+		if tier != "free" && tier != "premium" && tier != "family" {
+			add(fmt.Sprintf("auth.ad_free_tiers[%d]", i), "%q is not a tier (free, premium, family)", tier)
 		}
 	}
 	ps = append(ps, validateOIDC(a)...)

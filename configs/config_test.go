@@ -268,6 +268,7 @@ func TestOIDCAndBillingKeys(t *testing.T) {
   oidc_post_login_url: "javascript:alert(1)"
   billing_webhook_secret: short-s3cret
   family_max_profiles: 0
+  ad_free_tiers: [premium, gold]
   oidcc: []
 `
 	_, err = Parse([]byte(bad), "x", noEnv)
@@ -276,7 +277,8 @@ func TestOIDCAndBillingKeys(t *testing.T) {
 	}
 	_, err = Parse([]byte(strings.Replace(bad, "  oidcc: []\n", "", 1)), "x", noEnv)
 	for _, key := range []string{"auth.oidc[0].name", "auth.oidc[0].issuer", "auth.oidc[0].client_id", "auth.oidc[0].redirect_url",
-		"auth.oidc[2].name", "auth.oidc[2].redirect_url", "auth.oidc_post_login_url", "auth.billing_webhook_secret", "auth.family_max_profiles"} {
+		"auth.oidc[2].name", "auth.oidc[2].redirect_url", "auth.oidc_post_login_url", "auth.billing_webhook_secret", "auth.family_max_profiles",
+		"auth.ad_free_tiers[1]"} {
 		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("no problem for %s: %v", key, err)
 		}

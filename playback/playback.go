@@ -133,9 +133,14 @@ type Issuer struct {
 	// TierMaxHeight caps, per subscription tier, the rendition height
 	// (short side) a viewer may play; absent or 0: no cap.
 	TierMaxHeight map[store.Tier]int
+	// AdFree are the tiers whose viewers see no ads.
+	AdFree map[store.Tier]bool
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
 }
+
+// Ads reports whether a viewer of tier (empty: not logged in) sees ads.
+func (i Issuer) Ads(tier store.Tier) bool { return !i.AdFree[tier] }
 
 // Signed is a playback token and what it allows.
 type Signed struct {

@@ -43,12 +43,16 @@ func urlSigner(cfg configs.Config, log *slog.Logger) (*auth.URLSigner, error) {
 }
 
 // issuer signs playback URLs as auth.url_token_ttl, auth.url_token_bind_ip
-// and auth.tier_max_height say.
+// and auth.tier_max_height say, and knows auth.ad_free_tiers.
 func issuer(cfg configs.Config, signer *auth.URLSigner) playback.Issuer {
 	caps := make(map[store.Tier]int, len(cfg.Auth.TierMaxHeight))
 	for tier, h := range cfg.Auth.TierMaxHeight {
 		caps[store.Tier(tier)] = h
 	}
+	adFree := make(map[store.Tier]bool, len(cfg.Auth.AdFreeTiers))
+	for _, tier := range cfg.Auth.AdFreeTiers {
+		adFree[store.Tier(tier)] = true
+	}
 	return playback.Issuer{Signer: signer, TTL: time.Duration(cfg.Auth.URLTokenTTL),
-		BindIP: cfg.Auth.URLTokenBindIP, TierMaxHeight: caps}
+		BindIP: cfg.Auth.URLTokenBindIP, TierMaxHeight: caps, AdFree: adFree}
 }
