@@ -47,9 +47,10 @@ func (a *API) streaming(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	out.Ads = a.d.Playback == nil || a.d.Playback.Ads(principal(r).Tier)
+	p := principal(r)
+	tier := a.currentTier(r, p)
+	out.Ads = a.d.Playback == nil || a.d.Playback.Ads(tier)
 	if vis == store.VisibilityProtected {
-		p := principal(r)
 		if p.UserID == "" {
 			a.writeError(w, r, apiError(auth.CodeUnauthenticated, "log in to play this "+kindWord(out.Kind)))
 			return
@@ -62,7 +63,7 @@ func (a *API) streaming(w http.ResponseWriter, r *http.Request) {
 		if out.Kind == "content" {
 			prefix = playback.ContentPrefix(id)
 		}
-		s, err := a.d.Playback.Sign(prefix, p.Tier, a.d.ClientIP(r))
+		s, err := a.d.Playback.Sign(prefix, tier, a.d.ClientIP(r))
 		if err != nil {
 			a.writeError(w, r, err)
 			return
@@ -74,6 +75,22 @@ func (a *API) streaming(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// currentTier is the caller's tier as stored now: the access token's may
+// be up to its lifetime old, and a viewer who has just subscribed expects
+// the better renditions at once (lowering a tier ends the sessions
+// anyway). When the store cannot answer, the token's tier will do.
+func (a *API) currentTier(r *http.Request, p auth.Principal) store.Tier {
+	if p.UserID == "" {
+		return ""
+	}
+	u, err := a.d.Users.GetUser(r.Context(), p.UserID)
+	if err != nil {
+		a.log.WarnContext(r.Context(), "tier lookup failed; using the access token's", "user", p.UserID, "err", err)
+		return p.Tier
+	}
+	return u.Tier
 }
 
 func kindWord(kind string) string {
