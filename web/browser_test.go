@@ -3,6 +3,8 @@ package web_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -11,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -66,6 +69,13 @@ type pageState struct {
 	QualityOptions []string `json:"qualityOptions"` // text of each option
 	QualityChosen  string   `json:"qualityChosen"`  // text of the selected option
 	QualityNote    bool     `json:"qualityNote"`    // the native-playback note is shown
+
+	Auth      string `json:"auth"`      // the sign-in status line
+	AuthError string `json:"authError"` // visible text of the sign-in error line
+	SignedIn  bool   `json:"signedIn"`  // the Sign out button is shown, the form is not
+	MFAShown  bool   `json:"mfaShown"`  // the code field is shown
+	URLShown  bool   `json:"urlShown"`  // the play URL box is shown
+	Stored    string `json:"stored"`    // the session as kept in sessionStorage
 }
 
 const stateJS = `(() => {
@@ -92,6 +102,12 @@ const stateJS = `(() => {
     qualityOptions: [...q.options].map(o => o.textContent),
     qualityChosen: q.selectedIndex >= 0 ? q.options[q.selectedIndex].textContent : '',
     qualityNote: !!document.getElementById('qualitynote').offsetParent,
+    auth: document.getElementById('authstatus').textContent,
+    authError: document.getElementById('autherror').hidden ? '' : document.getElementById('autherror').textContent,
+    signedIn: !document.getElementById('signout').hidden && document.getElementById('signin').hidden,
+    mfaShown: !!document.getElementById('mfacode').offsetParent,
+    urlShown: !document.getElementById('urlbox').hidden,
+    stored: sessionStorage.getItem('streamd.session') || '',
   };
 })()`
 
@@ -102,6 +118,7 @@ type browserEnv struct {
 	tab  context.Context // the browser tab; done when the budget runs out
 	url  string          // the test server's
 	logs *lockedBuffer
+	api  *stubAPI
 }
 
 // startBrowser sets up a browserEnv within budget. Channel "main" is
@@ -110,6 +127,14 @@ type browserEnv struct {
 // arguments for the channel's folder in the store. Everything is torn
 // down by t.Cleanup, the browser first and ffmpeg before the folders go.
 func startBrowser(t *testing.T, budget time.Duration, output func(dir string) []string) *browserEnv {
+	t.Helper()
+	return startBrowserWith(t, budget, false, output)
+}
+
+// startBrowserWith is startBrowser with channel "main" protected or not:
+// protected, the origin wants the stub API's playback tokens for it and
+// the stub's /api/streaming gives them only to a signed-in viewer.
+func startBrowserWith(t *testing.T, budget time.Duration, protected bool, output func(dir string) []string) *browserEnv {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("browser test skipped in -short mode")
@@ -165,8 +190,14 @@ func startBrowser(t *testing.T, budget time.Duration, output func(dir string) []
 		ff.Wait()
 	})
 
+	stub := &stubAPI{protected: protected}
+	oc := origin.Config{PlaylistMaxAge: time.Second}
+	if protected {
+		oc.Guard = stub
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/live/", origin.New(origin.Config{PlaylistMaxAge: time.Second}, objs, log))
+	mux.Handle("/live/", origin.New(oc, objs, log))
+	stub.register(mux)
 	mux.Handle("/", web.New(hub, log))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
@@ -199,7 +230,7 @@ func startBrowser(t *testing.T, budget time.Duration, output func(dir string) []
 	if err := chromedp.Do(bctx, chromedp.Navigate(srv.URL+"/")); err != nil {
 		t.Fatalf("open page: %v", err)
 	}
-	return &browserEnv{tab: bctx, url: srv.URL, logs: logs}
+	return &browserEnv{tab: bctx, url: srv.URL, logs: logs, api: stub}
 }
 
 // waitFor polls the page every 250 ms until done accepts its state, and
@@ -207,6 +238,12 @@ func startBrowser(t *testing.T, budget time.Duration, output func(dir string) []
 // a channel name as markup, or if done has not accepted a state within
 // the given time (or the test's budget).
 func (e *browserEnv) waitFor(t *testing.T, within time.Duration, what string, done func(pageState) bool) pageState {
+	t.Helper()
+	return e.poll(t, within, what, true, done)
+}
+
+// poll is waitFor, where a shown error fails the test only if noErrors.
+func (e *browserEnv) poll(t *testing.T, within time.Duration, what string, noErrors bool, done func(pageState) bool) pageState {
 	t.Helper()
 	deadline := time.After(within)
 	tick := time.NewTicker(250 * time.Millisecond)
@@ -221,7 +258,7 @@ func (e *browserEnv) waitFor(t *testing.T, within time.Duration, what string, do
 		if s.XSS {
 			t.Fatalf("a channel name was inserted as markup: %+v", s)
 		}
-		if s.Error != "" {
+		if noErrors && s.Error != "" {
 			t.Fatalf("%s: page shows an error: %q (MSE H.264/AAC supported: %v, video error %q, state %+v)", what, s.Error, s.MSE, s.VideoErr, s)
 		}
 		if done(s) {
@@ -259,17 +296,7 @@ func (e *browserEnv) waitPlaying(t *testing.T, within time.Duration, what string
 // ffmpeg writes a live fMP4 HLS into the object store, the origin serves
 // it, the page lists the hub's channels and hls.js plays the live one.
 func TestBrowserPlaysLive(t *testing.T) {
-	e := startBrowser(t, 40*time.Second, func(out string) []string {
-		// temp_file makes ffmpeg rename playlists into place, so the
-		// origin never serves half a playlist.
-		return []string{
-			"-c", "copy", "-f", "hls", "-hls_time", "2", "-hls_segment_type", "fmp4",
-			"-hls_list_size", "6", "-hls_flags", "delete_segments+temp_file+independent_segments",
-			"-hls_fmp4_init_filename", "init.mp4",
-			"-hls_segment_filename", filepath.Join(out, "seg_%05d.m4s"),
-			filepath.Join(out, "index.m3u8"),
-		}
-	})
+	e := startBrowser(t, 40*time.Second, liveCopy)
 	st0 := e.waitPlaying(t, time.Minute, "video plays", nil)
 	t.Logf("playing: currentTime %.2f s, readyState %d, MSE H.264/AAC %v, status %q, list %q", st0.Time, st0.Ready, st0.MSE, st0.Status, st0.Channels)
 	if want := "Playing “main”"; st0.Status != want {
@@ -285,9 +312,27 @@ func TestBrowserPlaysLive(t *testing.T) {
 	if want := e.url + "/live/main/index.m3u8"; st0.URL != want {
 		t.Errorf("play URL %q, want %q", st0.URL, want)
 	}
+	// The page asked /api/streaming for that URL.
+	if n := e.api.count(func(a *stubAPI) int { return a.streaming }); n < 1 {
+		t.Errorf("/api/streaming asked %d times", n)
+	}
 	// One rendition: nothing to choose, and hls.js (not native HLS) plays.
 	if st0.Quality || st0.QualityNote {
 		t.Errorf("single rendition: quality control shown %v (options %q), native note shown %v", st0.Quality, st0.QualityOptions, st0.QualityNote)
+	}
+}
+
+// liveCopy is ffmpeg's output for a single-rendition live channel: the
+// source copied into fMP4 HLS of 2 s segments.
+func liveCopy(out string) []string {
+	// temp_file makes ffmpeg rename playlists into place, so the origin
+	// never serves half a playlist.
+	return []string{
+		"-c", "copy", "-f", "hls", "-hls_time", "2", "-hls_segment_type", "fmp4",
+		"-hls_list_size", "6", "-hls_flags", "delete_segments+temp_file+independent_segments",
+		"-hls_fmp4_init_filename", "init.mp4",
+		"-hls_segment_filename", filepath.Join(out, "seg_%05d.m4s"),
+		filepath.Join(out, "index.m3u8"),
 	}
 }
 
@@ -384,4 +429,289 @@ func TestBrowserQuality(t *testing.T) {
 		return s.QualityChosen == "Auto (360p)" && s.Height == 360 && s.Time-at >= 1
 	})
 	t.Logf("auto: currentTime %.2f s, %dp, chosen %q", s.Time, s.Height, s.QualityChosen)
+}
+
+// stubAPI is the part of streamd's API the page uses for signing in and
+// playing, enough to drive it: one account (viewer, password "secret",
+// tier free; with mfa set, it then wants the code "123456"; user "locked"
+// is rate limited), rotating refresh tokens, and /api/streaming. With protected
+// set, channel "main" needs a playback token, which /api/streaming gives
+// only to a signed-in viewer ("t1", "t2", ...), and the stub is the
+// origin's guard for it; otherwise /api/streaming gives the plain
+// public URL. The library (/api/content) is not stubbed.
+type stubAPI struct {
+	protected bool
+
+	mu        sync.Mutex
+	mfa       bool   // the account wants a TOTP code after its password
+	seq       int    // token pairs issued
+	access    string // the access token that works ("": none)
+	refresh   string // the refresh token that works
+	refreshes int    // refreshes granted
+	logouts   int
+	streaming int // GET /api/streaming calls
+	playback  int // playback tokens issued
+	minValid  int // playback tokens "t<n>" with n below this are refused (expired)
+}
+
+func (a *stubAPI) count(f func(*stubAPI) int) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return f(a)
+}
+
+// expire makes the access token and every playback token issued so far
+// stop working, as time would; the refresh token still works.
+func (a *stubAPI) expire() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.access = ""
+	a.minValid = a.playback + 1
+}
+
+// Protected and Verify make the stub the origin's Guard.
+func (a *stubAPI) Protected(ctx context.Context, key string) (bool, error) {
+	return strings.HasPrefix(key, "live/main/"), nil
+}
+
+func (a *stubAPI) Verify(token, path, clientIP string) (origin.Grant, error) {
+	n, err := strconv.Atoi(strings.TrimPrefix(token, "t"))
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err != nil || !strings.HasPrefix(token, "t") || n < 1 || n > a.playback {
+		return origin.Grant{}, errors.New("bad token")
+	}
+	if n < a.minValid {
+		return origin.Grant{}, errors.New("expired")
+	}
+	return origin.Grant{}, nil
+}
+
+func stubJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func stubError(w http.ResponseWriter, code int, msg string) {
+	stubJSON(w, code, map[string]any{"error": map[string]string{"code": "unauthenticated", "message": msg}})
+}
+
+// pair issues a new token pair; the old one stops working. a.mu is held.
+func (a *stubAPI) pair() map[string]any {
+	a.seq++
+	a.access, a.refresh = "a"+strconv.Itoa(a.seq), "r"+strconv.Itoa(a.seq)
+	return map[string]any{"access_token": a.access, "refresh_token": a.refresh, "token_type": "Bearer", "expires_in": 900}
+}
+
+// bearer reports whether r carries the working access token, and whether
+// it carries one at all. a.mu is held.
+func (a *stubAPI) bearer(r *http.Request) (ok, sent bool) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return false, false
+	}
+	return a.access != "" && h == "Bearer "+a.access, true
+}
+
+func (a *stubAPI) register(mux *http.ServeMux) {
+	mux.HandleFunc("POST /api/auth/login", func(w http.ResponseWriter, r *http.Request) {
+		var in struct{ Username, Email, Password string }
+		json.NewDecoder(r.Body).Decode(&in)
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		switch {
+		case in.Username == "locked":
+			w.Header().Set("Retry-After", "42")
+			stubJSON(w, 429, map[string]any{"error": map[string]string{"code": "rate_limited", "message": "too many failed logins; try again later"}})
+		case in.Username != "viewer" || in.Password != "secret":
+			stubError(w, 401, "wrong username or password")
+		case a.mfa:
+			stubJSON(w, 200, map[string]any{"mfa_required": true, "mfa_token": "m1", "expires_in": 300})
+		default:
+			stubJSON(w, 200, a.pair())
+		}
+	})
+	mux.HandleFunc("POST /api/auth/mfa/verify", func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			MFAToken string `json:"mfa_token"`
+			Code     string `json:"code"`
+		}
+		json.NewDecoder(r.Body).Decode(&in)
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if !a.mfa || in.MFAToken != "m1" || in.Code != "123456" {
+			stubError(w, 401, "invalid or expired MFA challenge")
+			return
+		}
+		stubJSON(w, 200, a.pair())
+	})
+	mux.HandleFunc("POST /api/auth/refresh", func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			RefreshToken string `json:"refresh_token"`
+		}
+		json.NewDecoder(r.Body).Decode(&in)
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if a.refresh == "" || in.RefreshToken != a.refresh {
+			stubError(w, 401, "invalid refresh token")
+			return
+		}
+		a.refreshes++
+		stubJSON(w, 200, a.pair())
+	})
+	mux.HandleFunc("POST /api/auth/logout", func(w http.ResponseWriter, r *http.Request) {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if ok, _ := a.bearer(r); !ok {
+			stubError(w, 401, "invalid token")
+			return
+		}
+		a.logouts++
+		a.access, a.refresh = "", ""
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /api/users/me", func(w http.ResponseWriter, r *http.Request) {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if ok, _ := a.bearer(r); !ok {
+			stubError(w, 401, "invalid token")
+			return
+		}
+		stubJSON(w, 200, map[string]any{"id": "u1", "email": "viewer@example.com", "username": "viewer", "role": "viewer", "tier": "free"})
+	})
+	mux.HandleFunc("GET /api/streaming/{id}", func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		a.streaming++
+		ok, sent := a.bearer(r)
+		if sent && !ok {
+			stubError(w, 401, "invalid or expired token")
+			return
+		}
+		if !a.protected {
+			stubJSON(w, 200, map[string]any{"id": id, "kind": "channel", "protected": false, "hls": web.PlayURL(id)})
+			return
+		}
+		if !ok {
+			stubError(w, 401, "log in to play this channel")
+			return
+		}
+		a.playback++
+		stubJSON(w, 200, map[string]any{"id": id, "kind": "channel", "protected": true,
+			"hls": web.PlayURL(id) + "?st=t" + strconv.Itoa(a.playback), "expires_at": time.Now().Add(time.Hour)})
+	})
+}
+
+// signIn fills the sign-in form and submits it, as a viewer would.
+func (e *browserEnv) signIn(t *testing.T, login, password string) {
+	t.Helper()
+	if err := chromedp.Do(e.tab,
+		chromedp.SetValue(chromedp.ID("login"), login),
+		chromedp.SetValue(chromedp.ID("password"), password),
+		chromedp.Click(chromedp.ID("signinbtn")),
+	); err != nil {
+		t.Fatalf("sign in as %s: %v", login, err)
+	}
+}
+
+// enterCode fills the sign-in form's code field and submits it.
+func (e *browserEnv) enterCode(t *testing.T, code string) {
+	t.Helper()
+	if err := chromedp.Do(e.tab,
+		chromedp.SetValue(chromedp.ID("mfacode"), code),
+		chromedp.Click(chromedp.ID("signinbtn")),
+	); err != nil {
+		t.Fatalf("enter code: %v", err)
+	}
+}
+
+// TestBrowserSignedPlayback plays a protected live channel through the
+// page: anonymous, /api/streaming wants a sign-in and the page says so; a
+// wrong password and a rate limit are one readable line each; signing in
+// takes the password, then a TOTP code; signed in, the channel plays from
+// the signed URL. When both the signed URL and the access token expire
+// mid-play, the page refreshes its session (rotating the refresh token),
+// gets a new signed URL and plays on; signing out stops it and ends the
+// server's session.
+func TestBrowserSignedPlayback(t *testing.T) {
+	e := startBrowserWith(t, 60*time.Second, true, liveCopy)
+	signInToWatch := "Sign in to watch “main”."
+
+	// The channel is picked by itself, but not played.
+	s := e.poll(t, 15*time.Second, "asks to sign in", false, func(s pageState) bool { return s.Error != "" })
+	if s.Error != signInToWatch || s.URLShown || s.Ready != 0 || s.SignedIn {
+		t.Fatalf("anonymous: error %q, URL box shown %v (%q), readyState %d, signed in %v", s.Error, s.URLShown, s.URL, s.Ready, s.SignedIn)
+	}
+
+	e.signIn(t, "viewer", "wrong")
+	s = e.poll(t, 10*time.Second, "wrong password refused", false, func(s pageState) bool { return s.AuthError != "" })
+	if s.AuthError != "wrong username or password" || s.SignedIn || s.Stored != "" || strings.Contains(s.Auth, "Signed in") {
+		t.Fatalf("wrong password: error line %q, signed in %v, status %q, stored %q", s.AuthError, s.SignedIn, s.Auth, s.Stored)
+	}
+
+	e.signIn(t, "locked", "secret")
+	s = e.poll(t, 10*time.Second, "rate limited", false, func(s pageState) bool { return strings.HasPrefix(s.AuthError, "Too many") })
+	if want := "Too many attempts, try again in 42 s"; s.AuthError != want || s.SignedIn {
+		t.Fatalf("rate limited: error line %q (want %q), signed in %v", s.AuthError, want, s.SignedIn)
+	}
+
+	// The right password, then the account's TOTP code: a wrong one
+	// first.
+	e.api.mu.Lock()
+	e.api.mfa = true
+	e.api.mu.Unlock()
+	e.signIn(t, "viewer", "secret")
+	s = e.poll(t, 10*time.Second, "code asked for", false, func(s pageState) bool { return s.MFAShown })
+	if s.AuthError != "" || s.SignedIn || !strings.HasPrefix(s.Auth, "Enter the code") {
+		t.Fatalf("code asked for: error line %q, signed in %v, status %q", s.AuthError, s.SignedIn, s.Auth)
+	}
+	e.enterCode(t, "654321")
+	s = e.poll(t, 10*time.Second, "wrong code refused", false, func(s pageState) bool { return s.AuthError != "" })
+	if s.AuthError != "invalid or expired MFA challenge" || s.SignedIn || !s.MFAShown {
+		t.Fatalf("wrong code: error line %q, signed in %v, code field shown %v", s.AuthError, s.SignedIn, s.MFAShown)
+	}
+	e.enterCode(t, "123456")
+	s = e.poll(t, 10*time.Second, "signed in", false, func(s pageState) bool { return s.SignedIn })
+	if s.Auth != "Signed in as viewer (free)" || s.AuthError != "" || s.MFAShown || !strings.Contains(s.Stored, `"r1"`) {
+		t.Errorf("signed in: status %q, error line %q, stored session %q", s.Auth, s.AuthError, s.Stored)
+	}
+	s = e.waitPlaying(t, 30*time.Second, "plays once signed in", nil)
+	if want := e.url + "/live/main/index.m3u8?st=t1"; s.URL != want {
+		t.Errorf("play URL %q, want %q", s.URL, want)
+	}
+	t.Logf("playing signed: currentTime %.2f s, URL %q", s.Time, s.URL)
+
+	// Mid-play, the signed URL and the access token expire. The origin
+	// refuses the next playlist reload (403); the page asks
+	// /api/streaming again, gets a 401 for its access token, refreshes
+	// the session once and plays on from the live edge with a new URL.
+	e.api.expire()
+	s = e.waitFor(t, 20*time.Second, "a new signed URL", func(s pageState) bool { return s.URL != "" && !strings.HasSuffix(s.URL, "st=t1") })
+	if want := e.url + "/live/main/index.m3u8?st=t2"; s.URL != want {
+		t.Errorf("renewed play URL %q, want %q", s.URL, want)
+	}
+	s = e.waitPlaying(t, 20*time.Second, "plays on with the new URL", nil)
+	if n := e.api.count(func(a *stubAPI) int { return a.refreshes }); n != 1 {
+		t.Errorf("%d refreshes, want 1", n)
+	}
+	if !strings.Contains(s.Stored, `"r2"`) || strings.Contains(s.Stored, `"r1"`) || !s.SignedIn {
+		t.Errorf("after the refresh: stored session %q, signed in %v", s.Stored, s.SignedIn)
+	}
+	t.Logf("renewed: currentTime %.2f s, URL %q", s.Time, s.URL)
+
+	// Sign out: the channel stops, the signed URL goes, the server's
+	// session ends.
+	if err := chromedp.Do(e.tab, chromedp.Click(chromedp.ID("signout"))); err != nil {
+		t.Fatalf("sign out: %v", err)
+	}
+	s = e.poll(t, 10*time.Second, "signed out", false, func(s pageState) bool { return !s.SignedIn && s.Error != "" })
+	if s.Error != signInToWatch || s.URLShown || s.Stored != "" || s.Ready != 0 {
+		t.Errorf("signed out: error %q, URL box shown %v, stored %q, readyState %d", s.Error, s.URLShown, s.Stored, s.Ready)
+	}
+	e.poll(t, 5*time.Second, "server session ended", false, func(pageState) bool {
+		return e.api.count(func(a *stubAPI) int { return a.logouts }) == 1
+	})
 }

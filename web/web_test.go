@@ -68,6 +68,26 @@ func TestIndex(t *testing.T) {
 			t.Errorf("index lacks %q", want)
 		}
 	}
+	// The sign-in area sits in the header: every field has a label, the
+	// status line is a polite live region, the code field and the Sign
+	// out button start hidden.
+	head := body[strings.Index(body, "<header>"):strings.Index(body, "</header>")]
+	for _, want := range []string{`<form id="signin" class="signin" aria-label="Sign in" novalidate>`,
+		`<label class="vh" for="login">Username or email</label>`, `autocomplete="username"`,
+		`<label class="vh" for="password">Password</label>`, `<input id="password" name="password" type="password" autocomplete="current-password"`,
+		`<span id="mfabox" class="mfa" hidden>`, `<label class="vh" for="mfacode">`, `autocomplete="one-time-code"`,
+		`<button id="signinbtn" type="submit">Sign in</button>`, `<button id="signout" type="button" hidden>Sign out</button>`,
+		`<p id="authstatus" class="authstatus" role="status" aria-live="polite"></p>`,
+		`<p id="autherror" class="autherror" role="alert" hidden></p>`} {
+		if !strings.Contains(head, want) {
+			t.Errorf("header lacks %q", want)
+		}
+	}
+	for _, m := range regexp.MustCompile(`<input id="([a-z]+)"`).FindAllStringSubmatch(body, -1) {
+		if !strings.Contains(body, `for="`+m[1]+`"`) {
+			t.Errorf("input %s has no label", m[1])
+		}
+	}
 	// CSP forbids inline script and style: every script is a file, and no
 	// element carries a style or an event handler attribute.
 	if n, m := strings.Count(body, "<script"), strings.Count(body, `<script src="static/`); n != m {
@@ -100,7 +120,13 @@ func TestStatic(t *testing.T) {
 		{"/static/app.js", "text/javascript; charset=utf-8", "it.play.hls"},
 		{"/static/app.js", "text/javascript; charset=utf-8", "'Processing ' + "},
 		{"/static/app.js", "text/javascript; charset=utf-8", "'Failed: ' + it.encoding_reason"},
+		{"/static/app.js", "text/javascript; charset=utf-8", "'api/streaming/' + encodeURIComponent(src.id)"},
+		{"/static/app.js", "text/javascript; charset=utf-8", "'api/auth/refresh'"},
+		{"/static/app.js", "text/javascript; charset=utf-8", "window.sessionStorage"},
+		{"/static/app.js", "text/javascript; charset=utf-8", "'Sign in to watch “' + "},
+		{"/static/app.js", "text/javascript; charset=utf-8", "'Members'"},
 		{"/static/style.css", "text/css; charset=utf-8", "#library"},
+		{"/static/style.css", "text/css; charset=utf-8", ".badge.members"},
 		{"/static/style.css", "text/css; charset=utf-8", ".badge"},
 		{"/static/hls.min.js", "text/javascript; charset=utf-8", "isSupported"},
 		{"/static/hls.js.LICENSE.txt", "text/plain; charset=utf-8", "Apache License"},
@@ -127,6 +153,10 @@ func TestStatic(t *testing.T) {
 	// the page's own script never parses markup.
 	if rec := get(t, h, "GET", "/static/app.js", nil); regexp.MustCompile(`\.(inner|outer)HTML\b|insertAdjacentHTML|document\.write|\beval\(|new Function`).MatchString(rec.Body.String()) {
 		t.Errorf("app.js builds markup from strings")
+	}
+	// Tokens stay in the tab's sessionStorage and out of the console.
+	if rec := get(t, h, "GET", "/static/app.js", nil); regexp.MustCompile(`localStorage|document\.cookie|\bconsole\.`).MatchString(rec.Body.String()) {
+		t.Errorf("app.js uses localStorage, cookies or the console")
 	}
 	// The vendored hls.js is the pinned version.
 	if rec := get(t, h, "GET", "/static/hls.min.js", nil); !strings.Contains(rec.Body.String(), `"1.7.4"`) {

@@ -1,11 +1,21 @@
-// streamd page: lists the channels and plays the live ones, and lists the
-// library (the public VOD items of GET /api/content) and plays the ready
-// ones, in the same player.
+// streamd page: lists the channels and plays the live ones, lists the
+// library (the VOD items of GET /api/content: the public ones, and the
+// members-only ones too once signed in) and plays the ready ones, in the
+// same player. Every play first asks GET /api/streaming/{id} for the URL
+// to play: a protected one comes signed (?st=...) for the signed-in
+// viewer.
 //
-// Every piece of server data (channel names, titles, genres and failure
-// reasons, which are user data) reaches the DOM through textContent or a
-// property, never through innerHTML, so nothing in it is ever parsed as
-// markup.
+// Every piece of server data (channel names, titles, genres, failure
+// reasons and user names, which are user data) reaches the DOM through
+// textContent or a property, never through innerHTML, so nothing in it is
+// ever parsed as markup.
+//
+// Sign-in: the tokens of POST /api/auth/login (or /api/auth/mfa/verify)
+// are kept in sessionStorage, so they survive a reload but are not shared
+// with other tabs, and nothing here logs them (or anything else). A call
+// that gets a 401 with them refreshes the pair once (the refresh token
+// rotates) and tries again; when the refresh is refused the page signs
+// out.
 (function () {
   'use strict';
 
@@ -17,7 +27,12 @@
   // error.
   var MANIFEST_RETRIES = 10;
   var MANIFEST_RETRY_MS = 2000;
+  // A signed URL that stops working mid-play (it expired) is asked for
+  // again, at most once in this long: a new one that fails as well is an
+  // error, not a loop.
+  var RENEW_MIN_MS = 30000;
   var HLS_TYPE = 'application/vnd.apple.mpegurl';
+  var SESSION_KEY = 'streamd.session';
 
   var $ = function (id) { return document.getElementById(id); };
   var video = $('video');
@@ -36,9 +51,21 @@
   var libEmptyEl = $('libraryempty');
   var libMoreEl = $('librarymore');
   var libErrorEl = $('libraryerror');
+  var signinForm = $('signin');
+  var loginInput = $('login');
+  var passwordInput = $('password');
+  var mfaBox = $('mfabox');
+  var mfaInput = $('mfacode');
+  var signinBtn = $('signinbtn');
+  var signoutBtn = $('signout');
+  var authStatusEl = $('authstatus');
+  var authErrorEl = $('autherror');
 
-  // What is being played: {kind: 'live', name, url} for a channel,
-  // {kind: 'vod', id, name (the title), url} for a library item.
+  // What is being played: {kind: 'live', id and name (the channel's
+  // name)} for a channel, {kind: 'vod', id, name (the title)} for a
+  // library item; listed is the URL the list gave, url the one
+  // /api/streaming gave (what plays), protected whether that one is
+  // signed.
   var current = null;
   var lastLibrary = '';     // the library as last rendered, to skip no-op redraws
   var hls = null;           // hls.js instance, when hls.js plays
@@ -48,6 +75,15 @@
   var retryTimer = 0;
   var offlineStop = false;  // current stopped because its channel went offline
   var playingLevel = -1;    // index in hls.levels of the level on screen
+  var loadSeq = 0;          // bumped by stop(): answers for an older load are dropped
+  var renewedAt = 0;        // when current's signed URL was last asked for again
+  var libTimer = 0;
+  var libSeq = 0;           // the library request whose answer counts
+
+  // session is {access, refresh, user: {username, tier}} while signed in.
+  var session = readSession();
+  var refreshing = null;    // the refresh in flight, shared by every caller
+  var mfaToken = null;      // between a login that asks for a code and the code
 
   function setText(el, text) {
     el.textContent = text || '';
@@ -73,6 +109,282 @@
     var ago = mins < 1 ? 'just now' : mins < 120 ? mins + ' min' : Math.round(mins / 60) + ' h';
     return 'since ' + when + ' (' + ago + ')';
   }
+
+  // ---- Session and API calls ----
+
+  function readSession() {
+    try {
+      var s = JSON.parse(window.sessionStorage.getItem(SESSION_KEY) || 'null');
+      if (s && typeof s.access === 'string' && typeof s.refresh === 'string') {
+        if (!s.user || typeof s.user.username !== 'string') s.user = { username: '', tier: '' };
+        return s;
+      }
+    } catch (e) { /* no storage, or not ours: signed out */ }
+    return null;
+  }
+
+  function storeSession(s) {
+    session = s;
+    try {
+      if (s) window.sessionStorage.setItem(SESSION_KEY, JSON.stringify(s));
+      else window.sessionStorage.removeItem(SESSION_KEY);
+    } catch (e) { /* storage off: the session lasts as long as the page */ }
+  }
+
+  function requestInit(opts, s) {
+    var headers = {};
+    if (opts.json !== undefined) headers['Content-Type'] = 'application/json';
+    if (s) headers.Authorization = 'Bearer ' + s.access;
+    return {
+      method: opts.method || 'GET',
+      headers: headers,
+      body: opts.json !== undefined ? JSON.stringify(opts.json) : undefined,
+      cache: 'no-store',
+      credentials: 'omit'
+    };
+  }
+
+  // api fetches path with the session's access token, when signed in. A
+  // 401 for that token refreshes the session once and sends the request
+  // again, with the new token or, when the refresh signed the page out,
+  // without one.
+  function api(path, opts) {
+    opts = opts || {};
+    var sent = session;
+    return fetch(path, requestInit(opts, sent)).then(function (res) {
+      if (res.status !== 401 || !sent) return res;
+      return renewSession(sent).then(function () {
+        if (session === sent) return res; // not renewed (server trouble): the 401 stands
+        return fetch(path, requestInit(opts, session));
+      });
+    });
+  }
+
+  // renewSession trades sent's refresh token for a new pair, unless the
+  // session has changed since (refreshed by another call, or ended). One
+  // refresh at a time: the refresh token rotates, so a second one sent
+  // with the same token would be refused.
+  function renewSession(sent) {
+    if (session !== sent) return Promise.resolve();
+    if (!refreshing) {
+      refreshing = fetch('api/auth/refresh', requestInit({ method: 'POST', json: { refresh_token: sent.refresh } }, null))
+        .then(readJSON)
+        .then(function (r) {
+          if (session !== sent) return; // signed out meanwhile
+          var b = r.body;
+          if (r.res.ok && b && typeof b.access_token === 'string' && typeof b.refresh_token === 'string') {
+            storeSession({ access: b.access_token, refresh: b.refresh_token, user: sent.user });
+          } else if (r.res.status === 400 || r.res.status === 401 || r.res.status === 403) {
+            endSession('Your session has ended. Sign in again.');
+          }
+          // Anything else (rate limited, server trouble) keeps the
+          // session: a later call tries again.
+        }, function () { /* network trouble: keep the session */ })
+        .then(function () { refreshing = null; });
+    }
+    return refreshing;
+  }
+
+  // readJSON resolves to {res, body}, body being null when it is not JSON.
+  function readJSON(res) {
+    return res.json().catch(function () { return null; }).then(function (body) {
+      return { res: res, body: body };
+    });
+  }
+
+  function serverMessage(r) {
+    var e = r.body && r.body.error;
+    return e && typeof e.message === 'string' ? e.message : '';
+  }
+
+  // retryAfter is the wait a 429 asks for, in seconds (0: not said).
+  function retryAfter(res) {
+    var v = res.headers.get('Retry-After') || '';
+    var n = /^\d+$/.test(v) ? parseInt(v, 10) : Math.ceil((Date.parse(v) - Date.now()) / 1000);
+    return n > 0 ? n : 0;
+  }
+  function tooMany(res, what) {
+    var n = retryAfter(res);
+    return 'Too many ' + what + ', try again ' + (n ? 'in ' + n + ' s' : 'later');
+  }
+
+  // ---- Sign-in area ----
+
+  function authStatus(msg) { authStatusEl.textContent = msg || ''; }
+  function setAuthError(msg) { setText(authErrorEl, msg); }
+
+  function renderAuth() {
+    var s = session;
+    signinForm.hidden = !!s;
+    signoutBtn.hidden = !s;
+    mfaBox.hidden = !mfaToken;
+    mfaInput.required = !!mfaToken;
+    if (s) {
+      var u = s.user || {};
+      authStatus('Signed in as ' + (u.username || 'you') + (u.tier ? ' (' + u.tier + ')' : ''));
+    }
+  }
+
+  function setBusy(on) {
+    signinBtn.disabled = on;
+    loginInput.readOnly = on;
+    passwordInput.readOnly = on;
+    mfaInput.readOnly = on;
+  }
+
+  function cancelMFA() {
+    if (!mfaToken) return;
+    mfaToken = null;
+    mfaInput.value = '';
+    authStatus('');
+    renderAuth();
+  }
+
+  signinForm.addEventListener('submit', function (ev) {
+    ev.preventDefault();
+    if (signinBtn.disabled) return;
+    setAuthError('');
+    var login = loginInput.value.trim();
+    var req;
+    if (mfaToken) {
+      var code = mfaInput.value.replace(/\s+/g, '');
+      if (!code) {
+        setAuthError('Enter the code from your authenticator app.');
+        mfaInput.focus();
+        return;
+      }
+      req = { path: 'api/auth/mfa/verify', json: { mfa_token: mfaToken, code: code } };
+    } else {
+      if (!login || !passwordInput.value) {
+        setAuthError('Enter your username or email and your password.');
+        (login ? passwordInput : loginInput).focus();
+        return;
+      }
+      var body = login.indexOf('@') >= 0 ? { email: login } : { username: login };
+      body.password = passwordInput.value;
+      req = { path: 'api/auth/login', json: body };
+    }
+    setBusy(true);
+    authStatus('Signing in…');
+    fetch(req.path, requestInit({ method: 'POST', json: req.json }, null))
+      .then(readJSON)
+      .then(function (r) {
+        var b = r.body;
+        if (r.res.ok && b && typeof b.access_token === 'string' && typeof b.refresh_token === 'string') {
+          return startSession(b, login);
+        }
+        if (r.res.ok && b && typeof b.mfa_token === 'string' && b.mfa_token) {
+          mfaToken = b.mfa_token;
+          mfaInput.value = '';
+          renderAuth();
+          authStatus('Enter the code from your authenticator app, or a recovery code.');
+          mfaInput.focus();
+          return;
+        }
+        authStatus('');
+        if (r.res.status === 429) {
+          setAuthError(tooMany(r.res, 'attempts'));
+        } else {
+          setAuthError(serverMessage(r) || 'Sign-in failed (HTTP ' + r.res.status + ').');
+        }
+        if (mfaToken) {
+          mfaInput.select();
+        } else {
+          passwordInput.value = '';
+          passwordInput.focus();
+        }
+      })
+      .catch(function () {
+        authStatus('');
+        setAuthError('Cannot reach the server. Try again.');
+      })
+      .finally(function () { setBusy(false); });
+  });
+
+  // Editing the login or the password starts over, without the code.
+  loginInput.addEventListener('input', cancelMFA);
+  passwordInput.addEventListener('input', cancelMFA);
+
+  function startSession(tokens, login) {
+    mfaToken = null;
+    passwordInput.value = '';
+    mfaInput.value = '';
+    storeSession({ access: tokens.access_token, refresh: tokens.refresh_token, user: { username: login, tier: '' } });
+    return loadMe().then(function () {
+      if (!session) return;
+      renderAuth();
+      signoutBtn.focus();
+      authChanged();
+    });
+  }
+
+  // loadMe reads who is signed in (GET /api/users/me) into the session.
+  function loadMe() {
+    return api('api/users/me').then(readJSON).then(function (r) {
+      var b = r.body;
+      if (!session || !r.res.ok || !b || typeof b.username !== 'string') return;
+      session.user = { username: b.username, tier: typeof b.tier === 'string' ? b.tier : '' };
+      storeSession(session);
+      renderAuth();
+    }, function () { /* keep what is known */ });
+  }
+
+  // endSession signs the page out (the tokens are forgotten); msg says
+  // why, when it was not the viewer's doing.
+  function endSession(msg) {
+    storeSession(null);
+    mfaToken = null;
+    renderAuth();
+    authStatus(msg ? '' : 'Signed out.');
+    setAuthError(msg);
+    authChanged();
+  }
+
+  signoutBtn.addEventListener('click', function () {
+    var s = session;
+    if (!s) return;
+    endSession('');
+    loginInput.focus();
+    logoutOnServer(s);
+  });
+
+  // logoutOnServer ends s on the server, after the page has forgotten it.
+  // An expired access token is refreshed first, so the session still ends.
+  function logoutOnServer(s) {
+    var send = function (access) {
+      return fetch('api/auth/logout', { method: 'POST', headers: { Authorization: 'Bearer ' + access }, cache: 'no-store', credentials: 'omit' });
+    };
+    send(s.access).then(function (res) {
+      if (res.status !== 401) return;
+      return fetch('api/auth/refresh', requestInit({ method: 'POST', json: { refresh_token: s.refresh } }, null))
+        .then(readJSON)
+        .then(function (r) {
+          if (r.res.ok && r.body && typeof r.body.access_token === 'string') return send(r.body.access_token);
+        });
+    }).catch(function () { /* the page has signed out all the same */ });
+  }
+
+  // authChanged follows a sign-in or sign-out: the library is asked for
+  // again at once (members' items come and go), a protected source stops
+  // on sign-out, and one that needed signing in plays after it.
+  function authChanged() {
+    pollLibrary();
+    if (!current) return;
+    if (session && current.needsAuth) {
+      play(again(current));
+    } else if (!session && current.protected) {
+      var src = current;
+      stop();
+      src.needsAuth = true;
+      // The signed URL is the viewer's: it goes with the session.
+      urlInput.value = '';
+      urlBox.hidden = true;
+      status('');
+      showError('Sign in to watch “' + src.name + '”.');
+    }
+  }
+
+  // ---- Channels ----
 
   function render(channels) {
     emptyEl.hidden = channels.length > 0;
@@ -118,7 +430,8 @@
     }
   }
 
-  function liveSource(ch) { return { kind: 'live', name: ch.name, url: ch.url }; }
+  function liveSource(ch) { return { kind: 'live', id: ch.name, name: ch.name, listed: ch.url }; }
+  function again(src) { return { kind: src.kind, id: src.id, name: src.name, listed: src.listed }; }
 
   // markCurrent flags the entry being played, in whichever list it is.
   function markCurrent() {
@@ -132,7 +445,9 @@
     });
   }
 
-  // Library. encoding_status is one of pending (no upload yet), uploaded,
+  // ---- Library ----
+
+  // encoding_status is one of pending (no upload yet), uploaded,
   // queued, processing or running (with encoding_progress, a percent),
   // ready (with play.hls) and failed (with encoding_reason).
   function itemStatus(it) {
@@ -183,11 +498,16 @@
       b.disabled = !ready;
       b.appendChild(node('span', 'name', it.title || 'Untitled'));
       if (ready) b.appendChild(node('span', 'badge ready', 'Ready'));
+      if (it.visibility === 'protected') {
+        var members = node('span', 'badge members', 'Members');
+        members.title = 'For signed-in members';
+        b.appendChild(members);
+      }
       var meta = [it.genre, ready ? '' : itemStatus(it)].filter(Boolean).join(' · ');
       if (meta) b.appendChild(node('span', 'meta', meta));
       if (ready) {
         b.addEventListener('click', function () {
-          play({ kind: 'vod', id: String(it.id), name: it.title || 'Untitled', url: it.play.hls });
+          play({ kind: 'vod', id: String(it.id), name: it.title || 'Untitled', listed: it.play.hls });
         });
       }
       if (focusedId != null && li.dataset.id === focusedId && ready) refocus = b;
@@ -201,8 +521,13 @@
 
   function setLibraryError(msg) { setText(libErrorEl, msg); }
 
+  // pollLibrary asks for the library now, and every LIBRARY_POLL_MS
+  // after; calling it again (on sign-in or sign-out) drops the answer of
+  // the request before, which was made with the other identity.
   function pollLibrary() {
-    fetch('api/content?limit=' + LIBRARY_LIMIT, { cache: 'no-store', credentials: 'omit' })
+    clearTimeout(libTimer);
+    var seq = ++libSeq;
+    api('api/content?limit=' + LIBRARY_LIMIT)
       .then(function (res) {
         return res.json().catch(function () { return null; }).then(function (body) {
           if (res.ok && body && Array.isArray(body.items)) return body;
@@ -212,11 +537,14 @@
         });
       })
       .then(function (body) {
+        if (seq !== libSeq) return;
         setLibraryError('');
         renderLibrary(body.items, !!body.next_after);
       })
-      .catch(function (e) { setLibraryError(e.message); })
-      .finally(function () { setTimeout(pollLibrary, LIBRARY_POLL_MS); });
+      .catch(function (e) { if (seq === libSeq) setLibraryError(e.message); })
+      .finally(function () {
+        if (seq === libSeq) libTimer = setTimeout(pollLibrary, LIBRARY_POLL_MS);
+      });
   }
 
   function setApiError(msg) { setText(apiErrorEl, msg); }
@@ -235,7 +563,10 @@
       .finally(function () { setTimeout(poll, POLL_MS); });
   }
 
+  // ---- Player ----
+
   function stop() {
+    loadSeq++;
     clearTimeout(retryTimer);
     hideQuality();
     qualityNote.hidden = true;
@@ -255,12 +586,57 @@
       p.catch(function (e) {
         // Autoplay refused (muted autoplay normally is not): the controls
         // are there. AbortError just means a newer load replaced this one.
-        if (e && e.name === 'NotAllowedError') status('Press play to start “' + current.name + '”.');
+        if (e && e.name === 'NotAllowedError' && current) status('Press play to start “' + current.name + '”.');
       });
     }
   }
 
-  // play starts a source: a live channel or a ready library item.
+  // streamingURL asks the server how src plays (GET /api/streaming/{id})
+  // and resolves to {url, protected}; it rejects with an Error whose
+  // message is for the error line (needsAuth set when signing in helps).
+  function streamingURL(src) {
+    return api('api/streaming/' + encodeURIComponent(src.id)).then(readJSON).then(function (r) {
+      var b = r.body;
+      var res = r.res;
+      if (res.ok && b && typeof b.hls === 'string' && b.hls !== '') {
+        return { url: b.hls, protected: b.protected === true };
+      }
+      var msg = serverMessage(r);
+      var err;
+      if (res.status === 401) {
+        err = new Error('Sign in to watch “' + src.name + '”.');
+        err.needsAuth = true;
+        throw err;
+      }
+      if (res.status === 404 && !msg && src.listed) {
+        // A server without the streaming API: the listed URL is it.
+        return { url: src.listed, protected: false };
+      }
+      if (res.status === 429) throw new Error('Cannot play “' + src.name + '”: ' + tooMany(res, 'requests') + '.');
+      if (res.status === 409) throw new Error('“' + src.name + '” cannot play yet: ' + (msg || 'it is not ready') + '.');
+      throw new Error('Cannot play “' + src.name + '”: ' + (msg || 'HTTP ' + res.status));
+    }, function () {
+      throw new Error('Cannot play “' + src.name + '”: the server cannot be reached.');
+    });
+  }
+
+  function setSource(src, p) {
+    src.url = p.url;
+    src.protected = p.protected;
+    src.needsAuth = false;
+    urlInput.value = new URL(p.url, location.href).href;
+    copiedEl.textContent = '';
+    urlBox.hidden = false;
+  }
+
+  function cannotPlay(src, e) {
+    src.needsAuth = !!e.needsAuth;
+    status('');
+    showError(e.message);
+  }
+
+  // play starts a source: a live channel or a ready library item, at the
+  // URL /api/streaming gives for it.
   function play(src) {
     stop();
     current = src;
@@ -268,18 +644,48 @@
     offlineStop = false;
     mediaRecovered = false;
     manifestRetries = 0;
+    renewedAt = 0;
     showError('');
     status('Loading “' + src.name + '”…');
-    urlInput.value = new URL(src.url, location.href).href;
+    urlInput.value = '';
     copiedEl.textContent = '';
-    urlBox.hidden = false;
+    urlBox.hidden = true;
     markCurrent();
-    load();
+    var seq = loadSeq;
+    streamingURL(src).then(function (p) {
+      if (seq !== loadSeq) return; // something else plays by now
+      setSource(src, p);
+      load();
+    }, function (e) {
+      if (seq === loadSeq) cannotPlay(src, e);
+    });
+  }
+
+  // renew asks for current's URL again, its signed one having stopped
+  // working, and plays on from where it was (a library item) or from the
+  // live edge (a channel).
+  function renew() {
+    var src = current;
+    var pos = src.kind === 'vod' ? video.currentTime : -1;
+    renewedAt = Date.now();
+    stop();
+    status('Renewing access to “' + src.name + '”…');
+    var seq = loadSeq;
+    streamingURL(src).then(function (p) {
+      if (seq !== loadSeq) return;
+      setSource(src, p);
+      src.resume = pos > 0 ? pos : -1;
+      load();
+    }, function (e) {
+      if (seq === loadSeq) cannotPlay(src, e);
+    });
   }
 
   function load() {
     if (window.Hls && window.Hls.isSupported()) {
-      hls = new window.Hls();
+      var cfg = {};
+      if (current.resume > 0) cfg.startPosition = current.resume;
+      hls = new window.Hls(cfg);
       hls.on(window.Hls.Events.ERROR, onHlsError);
       hls.on(window.Hls.Events.MANIFEST_PARSED, tryPlay);
       hls.on(window.Hls.Events.MANIFEST_PARSED, buildQuality);
@@ -297,6 +703,7 @@
       // quality control, only a note saying so.
       qualityNote.hidden = false;
       video.src = current.url;
+      if (current.resume > 0) video.currentTime = current.resume;
       tryPlay();
     } else {
       showError('This browser can play neither HLS nor Media Source Extensions.');
@@ -385,8 +792,19 @@
   }
 
   function onHlsError(event, data) {
-    if (!data.fatal) return; // hls.js retries those itself
     var H = window.Hls;
+    var code = data.response && data.response.code;
+    // The origin refuses a signed URL that expired with a 403 (and asks
+    // for one with a 401 when the source became protected): rather than
+    // let hls.js give up on level after level, ask for a new URL at the
+    // first such answer, once in RENEW_MIN_MS.
+    if (data.type === H.ErrorTypes.NETWORK_ERROR && current &&
+        ((code === 403 && current.protected) || code === 401) &&
+        Date.now() - renewedAt >= RENEW_MIN_MS) {
+      renew();
+      return;
+    }
+    if (!data.fatal) return; // hls.js retries those itself
     if (data.type === H.ErrorTypes.MEDIA_ERROR && !mediaRecovered) {
       // One recovery attempt: it fixes a decoder hiccup, and a second
       // failure means it will not work.
@@ -395,7 +813,8 @@
       return;
     }
     if (data.details === H.ErrorDetails.MANIFEST_LOAD_ERROR &&
-        data.response && data.response.code === 404 && manifestRetries < MANIFEST_RETRIES) {
+        code === 404 && manifestRetries < MANIFEST_RETRIES) {
+      // The same (signed, for a protected channel) URL, a bit later.
       manifestRetries++;
       status('Waiting for “' + current.name + '” to start…');
       stop();
@@ -436,6 +855,10 @@
     }
   });
 
+  renderAuth();
+  // A session from before a reload: check it is still good (and who it
+  // is), refreshing it if its access token has expired.
+  if (session) loadMe();
   poll();
   pollLibrary();
 })();
