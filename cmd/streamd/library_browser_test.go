@@ -161,30 +161,7 @@ func TestLibraryBrowserPlaysVOD(t *testing.T) {
 
 	// The page is opened while the item encodes: it must pick up the
 	// change by itself.
-	logs := &syncBuffer{}
-	defer func() {
-		if t.Failed() {
-			t.Logf("browser console:\n%s", logs.String())
-		}
-	}()
-	actx, acancel := chromedp.NewExecAllocator(ctx, testenv.ChromiumOptions(t, chromium)...)
-	defer acancel()
-	bctx, bcancel := chromedp.NewContext(actx, chromedp.WithListener(func(ev any) {
-		switch ev := ev.(type) {
-		case *runtime.EventConsoleAPICalled:
-			var args []string
-			for _, a := range ev.Args {
-				args = append(args, string(a.Value)+a.Description)
-			}
-			logs.Printf("console.%s: %s\n", ev.Type, strings.Join(args, " "))
-		case *runtime.EventExceptionThrown:
-			logs.Printf("exception: %s (%s:%d)\n", ev.ExceptionDetails.Text, ev.ExceptionDetails.URL, ev.ExceptionDetails.LineNumber)
-		}
-	}))
-	defer bcancel()
-	if err := chromedp.Do(bctx, chromedp.Navigate(base+"/")); err != nil {
-		t.Fatalf("open page: %v", err)
-	}
+	bctx := openPage(t, ctx, chromium, base+"/")
 
 	var seen []string // the ready item's entry, each time it changed
 	waitFor := func(what string, done func(libraryState) bool) libraryState {
@@ -271,4 +248,35 @@ func TestLibraryBrowserPlaysVOD(t *testing.T) {
 		!strings.HasPrefix(s.Options[1], "240p · ") || !strings.HasPrefix(s.Options[2], "144p · ") {
 		t.Errorf("quality options %q, want Auto, 240p, 144p", s.Options)
 	}
+}
+
+// openPage opens url in a fresh headless Chromium that lives as long as
+// ctx, and logs the page's console and exceptions if the test fails.
+func openPage(t *testing.T, ctx context.Context, chromium, url string) context.Context {
+	t.Helper()
+	logs := &syncBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("browser console:\n%s", logs.String())
+		}
+	})
+	actx, acancel := chromedp.NewExecAllocator(ctx, testenv.ChromiumOptions(t, chromium)...)
+	t.Cleanup(acancel)
+	bctx, bcancel := chromedp.NewContext(actx, chromedp.WithListener(func(ev any) {
+		switch ev := ev.(type) {
+		case *runtime.EventConsoleAPICalled:
+			var args []string
+			for _, a := range ev.Args {
+				args = append(args, string(a.Value)+a.Description)
+			}
+			logs.Printf("console.%s: %s\n", ev.Type, strings.Join(args, " "))
+		case *runtime.EventExceptionThrown:
+			logs.Printf("exception: %s (%s:%d)\n", ev.ExceptionDetails.Text, ev.ExceptionDetails.URL, ev.ExceptionDetails.LineNumber)
+		}
+	}))
+	t.Cleanup(bcancel)
+	if err := chromedp.Do(bctx, chromedp.Navigate(url)); err != nil {
+		t.Fatalf("open page: %v", err)
+	}
+	return bctx
 }

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/streamd/streamd/internal/testenv"
@@ -85,30 +84,7 @@ func TestBrowserProtectedLibrary(t *testing.T) {
 	}
 	t.Logf("both items ready after %.1f s", time.Since(start).Seconds())
 
-	logs := &syncBuffer{}
-	defer func() {
-		if t.Failed() {
-			t.Logf("browser console:\n%s", logs.String())
-		}
-	}()
-	actx, acancel := chromedp.NewExecAllocator(ctx, testenv.ChromiumOptions(t, chromium)...)
-	defer acancel()
-	bctx, bcancel := chromedp.NewContext(actx, chromedp.WithListener(func(ev any) {
-		switch ev := ev.(type) {
-		case *runtime.EventConsoleAPICalled:
-			var args []string
-			for _, a := range ev.Args {
-				args = append(args, string(a.Value)+a.Description)
-			}
-			logs.Printf("console.%s: %s\n", ev.Type, strings.Join(args, " "))
-		case *runtime.EventExceptionThrown:
-			logs.Printf("exception: %s (%s:%d)\n", ev.ExceptionDetails.Text, ev.ExceptionDetails.URL, ev.ExceptionDetails.LineNumber)
-		}
-	}))
-	defer bcancel()
-	if err := chromedp.Do(bctx, chromedp.Navigate(base+"/")); err != nil {
-		t.Fatalf("open page: %v", err)
-	}
+	bctx := openPage(t, ctx, chromium, base+"/")
 
 	// waitFor polls the page until done accepts its state. The library's
 	// and the channel list's error lines always fail the test, the
