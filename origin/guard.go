@@ -336,8 +336,8 @@ func rewriteHLS(body []byte, key, token string, g Grant) ([]byte, int, bool, err
 
 // rewriteDASH: rewriteMPD's kept counts the video Representations left
 // (in an audio-only manifest, all of them).
-func rewriteDASH(body []byte, key, token string, g Grant) ([]byte, int, bool, error) {
-	out, kept, err := rewriteMPD(body, key, token, g)
+func rewriteDASH(body []byte, _, token string, g Grant) ([]byte, int, bool, error) {
+	out, kept, err := rewriteMPD(body, token, g)
 	return out, kept, true, err
 }
 

@@ -132,14 +132,13 @@ type mpdDoc struct {
 	urls  []mpdURL
 }
 
-// rewriteMPD returns the DASH manifest body (object key `key`, e.g.
-// "vod/abc/manifest.mpd") rewritten for token: every relative URL in it
-// carries st=token, and the Representations g does not allow are removed.
-// kept is the number of video Representations left (a manifest with no
-// video at all: the number of Representations left). An empty token
-// rewrites no URL. key is unused for now: rendition names come from the
-// manifest's own templates, which are relative to it.
-func rewriteMPD(body []byte, key, token string, g Grant) (out []byte, kept int, err error) {
+// rewriteMPD returns the DASH manifest body rewritten for token: every
+// relative URL in it carries st=token, and the Representations g does not
+// allow are removed. kept is the number of video Representations left (a
+// manifest with no video at all: the number of Representations left). An
+// empty token rewrites no URL. Rendition names come from the manifest's
+// own templates, which are relative to it, so its key is not needed.
+func rewriteMPD(body []byte, token string, g Grant) (out []byte, kept int, err error) {
 	doc, err := parseMPD(body)
 	if err != nil {
 		return nil, 0, err

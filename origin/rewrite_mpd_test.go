@@ -65,8 +65,6 @@ const mpdSample = `<?xml version="1.0" encoding="utf-8"?>
 // mpdToken looks like a real one: base64url and dots.
 const mpdToken = "eyJwIjoiL3ZvZC8ifQ.c2ln-_0"
 
-const mpdKey = "vod/abc/manifest.mpd"
-
 // mpdWellFormed reads b to its end with encoding/xml.
 func mpdWellFormed(b []byte) error {
 	d := xml.NewDecoder(bytes.NewReader(b))
@@ -132,7 +130,7 @@ func mpdTokened(s string) string {
 }
 
 func TestRewriteMPDSample(t *testing.T) {
-	out, kept, err := rewriteMPD([]byte(mpdSample), mpdKey, mpdToken, Grant{})
+	out, kept, err := rewriteMPD([]byte(mpdSample), mpdToken, Grant{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +221,7 @@ func TestRewriteMPDURLs(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			in, want := mpdWrap(tc.in), mpdWrap(tc.want)
-			out, _, err := rewriteMPD([]byte(in), mpdKey, mpdToken, Grant{})
+			out, _, err := rewriteMPD([]byte(in), mpdToken, Grant{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -240,7 +238,7 @@ func TestRewriteMPDURLs(t *testing.T) {
 func TestRewriteMPDLocation(t *testing.T) {
 	in := "<MPD type=\"dynamic\">\n\t<Location>live.mpd</Location>\n\t<Location>https://other.example/live.mpd</Location>\n\t<BaseURL>https://cdn.example/</BaseURL>\n</MPD>"
 	want := "<MPD type=\"dynamic\">\n\t<Location>live.mpd?st=T</Location>\n\t<Location>https://other.example/live.mpd</Location>\n\t<BaseURL>https://cdn.example/</BaseURL>\n</MPD>"
-	out, _, err := rewriteMPD([]byte(in), mpdKey, "T", Grant{})
+	out, _, err := rewriteMPD([]byte(in), "T", Grant{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +256,7 @@ func TestRewriteMPDUntouched(t *testing.T) {
 		"  <dash:Period  id=\"p\"><dash:AdaptationSet contentType=\"video\"><dash:Representation id='0' width='1920' height='1080' /></dash:AdaptationSet></dash:Period>\r\n" +
 		"</dash:MPD>\r\n<!-- end -->\r\n"
 	for _, tok := range []string{mpdToken, ""} {
-		out, kept, err := rewriteMPD([]byte(in), mpdKey, tok, Grant{})
+		out, kept, err := rewriteMPD([]byte(in), tok, Grant{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -270,7 +268,7 @@ func TestRewriteMPDUntouched(t *testing.T) {
 		}
 	}
 	// Without a token, URLs stay as they are: only removals happen.
-	out, kept, err := rewriteMPD([]byte(mpdSample), mpdKey, "", Grant{MaxHeight: 480})
+	out, kept, err := rewriteMPD([]byte(mpdSample), "", Grant{MaxHeight: 480})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +306,7 @@ func TestRewriteMPDGrants(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			out, kept, err := rewriteMPD([]byte(mpdSample), mpdKey, mpdToken, tc.g)
+			out, kept, err := rewriteMPD([]byte(mpdSample), mpdToken, tc.g)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -380,7 +378,7 @@ func TestRewriteMPDSizes(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			out, kept, err := rewriteMPD([]byte(mpdWrap(tc.body)), mpdKey, mpdToken, tc.g)
+			out, kept, err := rewriteMPD([]byte(mpdWrap(tc.body)), mpdToken, tc.g)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -416,7 +414,7 @@ func TestRewriteMPDTidy(t *testing.T) {
 		"      <Representation id=\"3\" width=\"640\" height=\"360\"/>\r\n" +
 		"    </AdaptationSet>\r\n" +
 		"  </Period>\r\n</MPD>"
-	out, kept, err := rewriteMPD([]byte(in), mpdKey, mpdToken, Grant{MaxHeight: 720})
+	out, kept, err := rewriteMPD([]byte(in), mpdToken, Grant{MaxHeight: 720})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -478,7 +476,7 @@ func TestRewriteMPDNoVideo(t *testing.T) {
 	in := mpdWrap(`<AdaptationSet contentType="audio"><Representation id="a"/><Representation id="b"/></AdaptationSet>
 <AdaptationSet contentType="text"><Representation id="s"/></AdaptationSet>`)
 	for _, g := range []Grant{{}, {MaxHeight: 1}, {Renditions: []string{}}} {
-		_, kept, err := rewriteMPD([]byte(in), mpdKey, mpdToken, g)
+		_, kept, err := rewriteMPD([]byte(in), mpdToken, g)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -486,7 +484,7 @@ func TestRewriteMPDNoVideo(t *testing.T) {
 			t.Errorf("%+v: kept = %d, want 3", g, kept)
 		}
 	}
-	if _, kept, err := rewriteMPD([]byte("<MPD/>"), mpdKey, mpdToken, Grant{}); err != nil || kept != 0 {
+	if _, kept, err := rewriteMPD([]byte("<MPD/>"), mpdToken, Grant{}); err != nil || kept != 0 {
 		t.Errorf("empty MPD: kept %d, err %v", kept, err)
 	}
 }
@@ -521,7 +519,7 @@ func TestRewriteMPDMalformed(t *testing.T) {
 	}
 	for name, in := range tests {
 		t.Run(name, func(t *testing.T) {
-			out, kept, err := rewriteMPD([]byte(in), mpdKey, mpdToken, Grant{MaxHeight: 480})
+			out, kept, err := rewriteMPD([]byte(in), mpdToken, Grant{MaxHeight: 480})
 			if err == nil {
 				t.Errorf("no error; kept %d, output %q", kept, out)
 			}
@@ -543,7 +541,7 @@ func TestRewriteMPDLarge(t *testing.T) {
 	}
 	b.WriteString("</SegmentList></Representation></AdaptationSet></Period></MPD>\n")
 	t0 := time.Now()
-	out, kept, err := rewriteMPD([]byte(b.String()), mpdKey, mpdToken, Grant{})
+	out, kept, err := rewriteMPD([]byte(b.String()), mpdToken, Grant{})
 	if err != nil || kept != 1 {
 		t.Fatalf("kept %d, err %v", kept, err)
 	}
@@ -572,7 +570,7 @@ func TestRewriteMPDLarge(t *testing.T) {
 		}
 	}
 	b.WriteString("</Period></MPD>")
-	out, kept, err = rewriteMPD([]byte(b.String()), mpdKey, mpdToken, Grant{MaxHeight: 720})
+	out, kept, err = rewriteMPD([]byte(b.String()), mpdToken, Grant{MaxHeight: 720})
 	if err != nil || kept != 0 {
 		t.Fatalf("nested: kept %d, err %v", kept, err)
 	}
@@ -661,7 +659,7 @@ func FuzzRewriteMPD(f *testing.F) {
 		if limitRenditions {
 			g.Renditions = strings.Split(renditions, ",")
 		}
-		out, kept, err := rewriteMPD(body, mpdKey, token, g)
+		out, kept, err := rewriteMPD(body, token, g)
 		if err != nil {
 			return
 		}
@@ -672,14 +670,14 @@ func FuzzRewriteMPD(f *testing.F) {
 		if kept < 0 || kept > max(video, all) {
 			t.Fatalf("kept %d of %d video, %d in all", kept, video, all)
 		}
-		again, _, err := rewriteMPD(out, mpdKey, token, g)
+		again, _, err := rewriteMPD(out, token, g)
 		if err != nil {
 			t.Fatalf("own output refused: %v\ninput %q\noutput %q", err, body, out)
 		}
 		if !bytes.Equal(again, out) {
 			t.Fatalf("not idempotent:\ninput %q\nonce  %q\ntwice %q", body, out, again)
 		}
-		_, kept, err = rewriteMPD(body, mpdKey, token, Grant{})
+		_, kept, err = rewriteMPD(body, token, Grant{})
 		want := video
 		if video == 0 {
 			want = all
