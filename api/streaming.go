@@ -12,7 +12,7 @@ import (
 
 // PlaybackSigner issues signed playback URLs (playback.Issuer).
 type PlaybackSigner interface {
-	Sign(prefix string, tier store.Tier, clientIP string) (playback.Signed, error)
+	Sign(prefix string, v playback.Viewer, clientIP string) (playback.Signed, error)
 	// Ads reports whether a viewer of tier (empty: anonymous) sees ads.
 	Ads(tier store.Tier) bool
 }
@@ -63,7 +63,7 @@ func (a *API) streaming(w http.ResponseWriter, r *http.Request) {
 		if out.Kind == "content" {
 			prefix = playback.ContentPrefix(id)
 		}
-		s, err := a.d.Playback.Sign(prefix, tier, a.d.ClientIP(r))
+		s, err := a.d.Playback.Sign(prefix, playback.Viewer{UserID: p.UserID, Tier: tier}, a.d.ClientIP(r))
 		if err != nil {
 			a.writeError(w, r, err)
 			return

@@ -132,6 +132,42 @@ func streaming(t *testing.T, open backend) {
 	}
 	e.want(e.do("PUT", "/api/content/nope", pub.access, map[string]string{"title": "x"}), 404, "unknown item")
 
+	// Log out everywhere revokes the playback URLs issued until then; a
+	// URL issued after works. So does a password change.
+	v := e.register(store.RoleViewer)
+	urlOf := func(a *account) auth.Grant {
+		t.Helper()
+		m := e.want(e.do("GET", "/api/streaming/"+protected, a.access, nil), 200, "streaming").json(t)
+		tok := strings.SplitN(m["hls"].(string), "?st=", 2)[1]
+		g, err := signer.Verify(tok, "/vod/"+protected+"/index.m3u8", "", time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	before := urlOf(v)
+	if before.Subject != v.id {
+		t.Fatalf("token subject %q, want the viewer %q", before.Subject, v.id)
+	}
+	if auth.NewPlaybackRevocations(e.sessions, nil).Revoked(ctx, before.Subject, before.IssuedAt) {
+		t.Fatal("a fresh URL is revoked")
+	}
+	time.Sleep(2 * time.Millisecond) // issue times are in milliseconds
+	e.want(e.do("POST", "/api/auth/logout-all", v.access, nil), 204, "log out everywhere")
+	e.login(v)
+	after := urlOf(v)
+	rev := auth.NewPlaybackRevocations(e.sessions, nil)
+	if !rev.Revoked(ctx, before.Subject, before.IssuedAt) || rev.Revoked(ctx, after.Subject, after.IssuedAt) {
+		t.Fatal("log out everywhere: the old URL must be revoked, the new one not")
+	}
+	time.Sleep(2 * time.Millisecond)
+	next := "another passphrase " + store.NewID()
+	e.secrets = append(e.secrets, next)
+	e.want(e.do("PUT", "/api/users/me/password", v.access, map[string]string{"current_password": v.password, "new_password": next}), 204, "password change")
+	if !auth.NewPlaybackRevocations(e.sessions, nil).Revoked(ctx, after.Subject, after.IssuedAt) {
+		t.Fatal("a password change leaves the URLs issued before it working")
+	}
+
 	// Without a signer, protected playback is unavailable, not open.
 	e2 := newEnv(t, open, api.Limits{})
 	v2, p2 := e2.register(store.RoleViewer), e2.register(store.RolePublisher)

@@ -426,7 +426,8 @@ func (s *Service) Logout(ctx context.Context, p Principal) error {
 	return s.revoke(ctx, p.UserID, p.SessionID)
 }
 
-// LogoutAll ends every session of the user.
+// LogoutAll ends every session of the user and revokes the playback URLs
+// issued to them.
 func (s *Service) LogoutAll(ctx context.Context, userID string) error {
 	sids, err := s.sessions.SMembers(ctx, userSessionsKey(userID))
 	if err != nil {
@@ -437,7 +438,11 @@ func (s *Service) LogoutAll(ctx context.Context, userID string) error {
 		keys = append(keys, "auth:session:"+sid)
 	}
 	s.log.Info("logged out everywhere", "user", userID, "sessions", len(sids))
-	return s.storeErr(s.sessions.Delete(ctx, keys...))
+	if err := s.sessions.Delete(ctx, keys...); err != nil {
+		return s.storeErr(err)
+	}
+	// Everywhere includes the players: their signed URLs stop too.
+	return s.revokePlayback(ctx, userID)
 }
 
 // GetUser returns a user.
@@ -569,6 +574,10 @@ func (s *Service) ChangePassword(ctx context.Context, p Principal, current, next
 		if err := s.revoke(ctx, u.ID, others...); err != nil {
 			return err
 		}
+	}
+	// Whoever knew the old password may hold playback URLs too.
+	if err := s.revokePlayback(ctx, u.ID); err != nil {
+		return err
 	}
 	s.log.Info("password changed", "user", u.ID, "first_password", u.PasswordHash == "", "other_sessions_ended", len(others))
 	return nil

@@ -47,6 +47,7 @@ const (
 	maxRenditions  = 32
 	maxNameLen     = 64
 	maxHeightLimit = 1 << 16
+	maxSubjectLen  = 64
 )
 
 // Why a token was refused. Verify wraps them in an *Error with
@@ -81,6 +82,13 @@ type Grant struct {
 	// ("720p", "r2") the token may play; the others are removed and
 	// refused like taller ones. nil: no list.
 	Renditions []string
+	// Subject, when set, is the user the token was issued to, and
+	// IssuedAt when (milliseconds): the origin refuses it once that
+	// user's playback URLs are revoked after IssuedAt (log out
+	// everywhere, a role change, a lower tier, a new password; see
+	// PlaybackRevocations). Empty: the token cannot be revoked.
+	Subject  string
+	IssuedAt time.Time
 }
 
 // URLSigner signs and checks playback URL tokens. It is safe for
@@ -215,6 +223,9 @@ func parseIP(s string) (netip.Addr, error) {
 //	byte     len(ip) (0, 4 or 16), ip bytes
 //	uvarint  max height (0: none)
 //	uvarint  0 (no rendition list) or 1+count, then per name uvarint len, bytes
+//	and only with a subject:
+//	uvarint  issued at, Unix milliseconds
+//	uvarint  len(subject), subject bytes
 func encodeGrant(g Grant) ([]byte, error) {
 	if len(g.Prefix) > maxPrefixLen || !cleanAbs(g.Prefix) {
 		return nil, fmt.Errorf("prefix %q: want a clean absolute path of at most %d bytes", g.Prefix, maxPrefixLen)
@@ -255,6 +266,14 @@ func encodeGrant(g Grant) ([]byte, error) {
 			b = append(b, n...)
 		}
 	}
+	if g.Subject != "" {
+		if len(g.Subject) > maxSubjectLen || g.IssuedAt.UnixMilli() <= 0 {
+			return nil, fmt.Errorf("subject: at most %d bytes, with an issue time", maxSubjectLen)
+		}
+		b = binary.AppendUvarint(b, uint64(g.IssuedAt.UnixMilli()))
+		b = binary.AppendUvarint(b, uint64(len(g.Subject)))
+		b = append(b, g.Subject...)
+	}
 	return b, nil
 }
 
@@ -291,6 +310,17 @@ func decodeGrant(b []byte) (Grant, error) {
 		g.Renditions = make([]string, 0, n-1)
 		for range n - 1 {
 			g.Renditions = append(g.Renditions, string(d.bytes(maxNameLen)))
+		}
+	}
+	if d.err == nil && len(d.b) != 0 { // the optional subject
+		iat := d.uvarint()
+		if iat == 0 || iat > 1<<50 {
+			d.err = errors.New("bad issue time")
+		}
+		g.IssuedAt = time.UnixMilli(int64(iat))
+		g.Subject = string(d.bytes(maxSubjectLen))
+		if d.err == nil && g.Subject == "" {
+			d.err = errors.New("empty subject")
 		}
 	}
 	if d.err != nil {

@@ -40,6 +40,10 @@ func TestURLSignerAccepts(t *testing.T) {
 		{"ipv6 bound", Grant{Prefix: "/live/main/", Expires: urlNow.Add(time.Hour), ClientIP: "2001:db8::1"}, "/live/main/index.m3u8", "2001:db8:0::1"},
 		{"renditions", Grant{Prefix: "/vod/film/", Expires: urlNow.Add(time.Hour), Renditions: []string{"r1", "r2"}}, "/vod/film/r1/seg-00001.m4s", ""},
 		{"empty rendition list", Grant{Prefix: "/vod/film/", Expires: urlNow.Add(time.Hour), Renditions: []string{}}, "/vod/film/index.m3u8", ""},
+		{"subject", Grant{Prefix: "/vod/film/", Expires: urlNow.Add(time.Hour), Subject: "0123456789abcdef0123456789abcdef",
+			IssuedAt: urlNow.Add(-1234 * time.Millisecond)}, "/vod/film/index.m3u8", ""},
+		{"subject and everything", Grant{Prefix: "/vod/film/", Expires: urlNow.Add(time.Hour), ClientIP: "192.0.2.7", MaxHeight: 720,
+			Renditions: []string{"r1"}, Subject: "u", IssuedAt: urlNow}, "/vod/film/r1/x.m4s", "192.0.2.7"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tok, err := s.Sign(tc.g)
@@ -61,6 +65,9 @@ func TestURLSignerAccepts(t *testing.T) {
 			}
 			if (g.ClientIP == "") != (tc.g.ClientIP == "") {
 				t.Errorf("client IP %q, signed %q", g.ClientIP, tc.g.ClientIP)
+			}
+			if g.Subject != tc.g.Subject || !g.IssuedAt.Equal(tc.g.IssuedAt) {
+				t.Errorf("subject %q issued %v, signed %q %v", g.Subject, g.IssuedAt, tc.g.Subject, tc.g.IssuedAt)
 			}
 		})
 	}
@@ -167,6 +174,8 @@ func TestURLSignerSignRefusesBadGrants(t *testing.T) {
 		"slash rendition": {Prefix: "/live/main/", Expires: exp, Renditions: []string{"a/b"}},
 		"dot rendition":   {Prefix: "/live/main/", Expires: exp, Renditions: []string{".."}},
 		"empty rendition": {Prefix: "/live/main/", Expires: exp, Renditions: []string{""}},
+		"long subject":    {Prefix: "/live/main/", Expires: exp, Subject: strings.Repeat("u", 65), IssuedAt: urlNow},
+		"subject, no iat": {Prefix: "/live/main/", Expires: exp, Subject: "u"},
 	} {
 		if tok, err := s.Sign(g); err == nil {
 			t.Errorf("%s: signed %q", name, tok)

@@ -29,6 +29,10 @@ import (
 // client) 403, both with Cache-Control: no-store. Public keys are served
 // exactly as without a guard. OPTIONS (CORS preflight) needs no token.
 //
+// A token whose user's playback URLs were revoked after it was issued
+// (TokenGuard.WithRevocations, auth.PlaybackRevocations) is refused like
+// a bad one.
+//
 // A valid token opens:
 //   - HLS playlists (.m3u8), rewritten per response so that every relative
 //     URI in them carries the same token (see rewrite.go) and, in a master,
@@ -67,7 +71,7 @@ type Guard interface {
 	Protected(ctx context.Context, key string) (bool, error)
 	// Verify checks token for a request of the absolute path "/"+key
 	// from clientIP and returns what it grants. Any error is a 403.
-	Verify(token, path, clientIP string) (Grant, error)
+	Verify(ctx context.Context, token, path, clientIP string) (Grant, error)
 }
 
 // Grant is what a valid token allows, as far as the origin cares.
@@ -107,7 +111,18 @@ const masterName = "index.m3u8"
 type TokenGuard struct {
 	signer    *auth.URLSigner
 	protected func(ctx context.Context, key string) (bool, error)
+	revoked   func(ctx context.Context, subject string, issued time.Time) bool
 	now       func() time.Time
+}
+
+// errRevoked refuses a token whose user's playback URLs were revoked.
+var errRevoked = errors.New("playback URL revoked")
+
+// WithRevocations makes the guard refuse tokens that revoked says were
+// revoked (auth.PlaybackRevocations.Revoked) and returns it.
+func (tg *TokenGuard) WithRevocations(revoked func(ctx context.Context, subject string, issued time.Time) bool) *TokenGuard {
+	tg.revoked = revoked
+	return tg
 }
 
 // NewPolicyGuard checks tokens with signer for the keys protected says
@@ -155,10 +170,13 @@ func (tg *TokenGuard) Protected(ctx context.Context, key string) (bool, error) {
 }
 
 // Verify implements Guard.
-func (tg *TokenGuard) Verify(token, path, clientIP string) (Grant, error) {
+func (tg *TokenGuard) Verify(ctx context.Context, token, path, clientIP string) (Grant, error) {
 	g, err := tg.signer.Verify(token, path, clientIP, tg.now())
 	if err != nil {
 		return Grant{}, err
+	}
+	if tg.revoked != nil && tg.revoked(ctx, g.Subject, g.IssuedAt) {
+		return Grant{}, errRevoked
 	}
 	return Grant{MaxHeight: g.MaxHeight, Renditions: g.Renditions, Expires: g.Expires, Private: g.ClientIP != ""}, nil
 }
@@ -218,7 +236,7 @@ func (h *Handler) serveGuarded(w http.ResponseWriter, r *http.Request, key strin
 		w.Header().Set("WWW-Authenticate", `Signed-URL realm="streamd", param="`+tokenParam+`"`)
 		return &httpError{status: http.StatusUnauthorized, msg: "playback token required"}
 	}
-	g, err := h.gs.guard.Verify(tok, "/"+key, h.gs.clientIP(r))
+	g, err := h.gs.guard.Verify(r.Context(), tok, "/"+key, h.gs.clientIP(r))
 	if err != nil {
 		return &httpError{status: http.StatusForbidden, msg: "invalid or expired playback token", err: err}
 	}

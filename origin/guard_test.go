@@ -530,3 +530,41 @@ func TestPolicyGuardFailsClosed(t *testing.T) {
 		t.Error("a guard without a policy was accepted")
 	}
 }
+
+// TestGuardRevocations: a token whose user's URLs were revoked after it
+// was issued is refused like a forged one; others keep working.
+func TestGuardRevocations(t *testing.T) {
+	s, _ := auth.NewURLSigner(bytes.Repeat([]byte{1}, 32))
+	now := time.Now()
+	g, err := NewPolicyGuard(s, func(ctx context.Context, key string) (bool, error) { return true, nil }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.WithRevocations(func(ctx context.Context, subject string, issued time.Time) bool {
+		return subject == "gone" && issued.Before(now)
+	})
+	f := newFixture(t, Config{Guard: g})
+	srv := httptest.NewServer(f.handler)
+	t.Cleanup(srv.Close)
+	sign := func(subject string, issued time.Time) string {
+		tok, err := s.Sign(auth.Grant{Prefix: "/live/main/", Expires: now.Add(time.Hour), Subject: subject, IssuedAt: issued})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	for _, c := range []struct {
+		name string
+		tok  string
+		want int
+	}{
+		{"revoked", sign("gone", now.Add(-time.Second)), 403},
+		{"issued after the revocation", sign("gone", now.Add(time.Second)), 200},
+		{"another user", sign("kept", now.Add(-time.Second)), 200},
+		{"no subject", sign("", time.Time{}), 200},
+	} {
+		if res, body := do(t, "GET", srv.URL+"/live/main/index.m3u8?st="+c.tok, nil); res.StatusCode != c.want {
+			t.Errorf("%s: %d %q, want %d", c.name, res.StatusCode, body, c.want)
+		}
+	}
+}

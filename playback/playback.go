@@ -149,17 +149,24 @@ type Signed struct {
 	MaxHeight int // 0: every rendition
 }
 
+// Viewer is who a playback URL is for.
+type Viewer struct {
+	UserID string // the token's subject: revoking the user's URLs stops it
+	Tier   store.Tier
+}
+
 // Sign issues a token for everything under prefix (ChannelPrefix or
-// ContentPrefix) to a viewer of tier asking from clientIP.
-func (i Issuer) Sign(prefix string, tier store.Tier, clientIP string) (Signed, error) {
+// ContentPrefix) to v asking from clientIP.
+func (i Issuer) Sign(prefix string, v Viewer, clientIP string) (Signed, error) {
 	now := time.Now
 	if i.Now != nil {
 		now = i.Now
 	}
+	t := now()
 	// Whole seconds: the token carries seconds, and the expiry the API
 	// reports must be the one the origin enforces.
-	exp := now().Add(i.TTL).Truncate(time.Second)
-	g := auth.Grant{Prefix: prefix, Expires: exp, MaxHeight: i.TierMaxHeight[tier]}
+	exp := t.Add(i.TTL).Truncate(time.Second)
+	g := auth.Grant{Prefix: prefix, Expires: exp, MaxHeight: i.TierMaxHeight[v.Tier], Subject: v.UserID, IssuedAt: t}
 	if i.BindIP {
 		g.ClientIP = clientIP
 	}

@@ -97,7 +97,7 @@ func TestIssuer(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 600_000_000, time.UTC)
 	iss := playback.Issuer{Signer: signer, TTL: time.Hour, TierMaxHeight: map[store.Tier]int{store.TierFree: 1080},
 		Now: func() time.Time { return now }}
-	s, err := iss.Sign(playback.ChannelPrefix("main"), store.TierFree, "192.0.2.1")
+	s, err := iss.Sign(playback.ChannelPrefix("main"), playback.Viewer{UserID: "u1", Tier: store.TierFree}, "192.0.2.1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,8 +108,8 @@ func TestIssuer(t *testing.T) {
 	if err != nil {
 		t.Fatalf("token refused inside its prefix: %v", err)
 	}
-	if g.MaxHeight != 1080 || g.ClientIP != "" {
-		t.Errorf("grant %+v: want max height 1080, no IP binding", g)
+	if g.MaxHeight != 1080 || g.ClientIP != "" || g.Subject != "u1" || !g.IssuedAt.Equal(now.Truncate(time.Millisecond)) {
+		t.Errorf("grant %+v: want max height 1080, no IP binding, subject u1 issued now", g)
 	}
 	if _, err := signer.Verify(s.Token, "/live/other/index.m3u8", "", now); err == nil {
 		t.Error("token opened another channel")
@@ -120,7 +120,7 @@ func TestIssuer(t *testing.T) {
 
 	// Premium: no cap. Bound to the address.
 	iss.BindIP = true
-	s, err = iss.Sign(playback.ContentPrefix("abc"), store.TierPremium, "192.0.2.1")
+	s, err = iss.Sign(playback.ContentPrefix("abc"), playback.Viewer{UserID: "u2", Tier: store.TierPremium}, "192.0.2.1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -474,7 +474,7 @@ func (a *stubAPI) Protected(ctx context.Context, key string) (bool, error) {
 	return strings.HasPrefix(key, "live/main/"), nil
 }
 
-func (a *stubAPI) Verify(token, path, clientIP string) (origin.Grant, error) {
+func (a *stubAPI) Verify(_ context.Context, token, path, clientIP string) (origin.Grant, error) {
 	n, err := strconv.Atoi(strings.TrimPrefix(token, "t"))
 	a.mu.Lock()
 	defer a.mu.Unlock()

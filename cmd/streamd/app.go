@@ -176,9 +176,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	ocfg := origin.Config{AllowedOrigins: cfg.HTTP.AllowedOrigins, PlaylistMaxAge: seg / 2, CacheBytes: cacheBytes}
 	// Which channels and catalog items are protected is read from the
 	// metadata store (channels made protected through the API too).
-	if ocfg.Guard, err = origin.NewPolicyGuard(signer, playback.NewPolicy(m.Meta, 0).Protected, nil); err != nil {
+	// Tokens of users whose playback was revoked (log out everywhere, a
+	// lower tier...) are refused: the revocations are in the sessions store.
+	guard, err := origin.NewPolicyGuard(signer, playback.NewPolicy(m.Meta, 0).Protected, nil)
+	if err != nil {
 		return err
 	}
+	ocfg.Guard = guard.WithRevocations(auth.NewPlaybackRevocations(m.Sessions, m.Log).Revoked)
 	og := origin.New(ocfg, objs, m.Log)
 	mux.Handle("/live/", og)
 	mux.Handle("/vod/", og) // assets stored under vod/{asset}/ (the layout streamd transcode writes)

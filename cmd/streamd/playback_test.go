@@ -166,4 +166,26 @@ func TestProtectedCatalogItem(t *testing.T) {
 	if code, _ := apiJSON(t, "GET", base+"/api/streaming/nothing-here", viewer, ""); code != 404 {
 		t.Errorf("streaming of an unknown id: %d, want 404", code)
 	}
+
+	// Log out everywhere: the viewer's signed URLs stop within seconds
+	// (the channel is not live: a valid token finds nothing, 404; a
+	// revoked one is refused, 403).
+	paid, _ := sm["hls"].(string)
+	if code, _ := httpGet(t, base+paid); code != 404 {
+		t.Fatalf("signed URL of an idle channel: %d, want 404", code)
+	}
+	if code, _ := apiJSON(t, "POST", base+"/api/auth/logout-all", viewer, ""); code != 204 {
+		t.Fatalf("log out everywhere: %d", code)
+	}
+	waitFor(t, 15*time.Second, "the revoked URL refused", func() bool {
+		code, _ := httpGet(t, base+paid)
+		return code == 403
+	})
+	fresh := loginToken(t, base, "viewer")
+	code, sm = apiJSON(t, "GET", base+"/api/streaming/paid", fresh, "")
+	if hls, _ := sm["hls"].(string); code != 200 {
+		t.Fatalf("streaming after logging in again: %d %v", code, sm)
+	} else if code, _ := httpGet(t, base+hls); code != 404 {
+		t.Errorf("a URL issued after the revocation: %d, want 404 (accepted, nothing live)", code)
+	}
 }
