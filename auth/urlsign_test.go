@@ -273,6 +273,7 @@ func FuzzURLTokenPayload(f *testing.F) {
 	for _, g := range []Grant{
 		{Prefix: "/live/main/", Expires: urlNow},
 		{Prefix: "/", Expires: urlNow, ClientIP: "::1", MaxHeight: 1080, Renditions: []string{"720p"}},
+		{Prefix: "/vod/x/", Expires: urlNow, Subject: "0123456789abcdef", IssuedAt: urlNow.Add(-time.Millisecond)},
 	} {
 		b, err := encodeGrant(g)
 		if err != nil {
