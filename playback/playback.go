@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -52,20 +53,34 @@ const DefaultMemoTTL = 2 * time.Second
 // Answers are remembered for a short while (one metadata read per
 // channel or item per MemoTTL, however many viewers ask), and concurrent
 // misses of one name share one read.
+//
+// When the metadata store does not answer, the last answer it gave for
+// that name stands (logged): a database blip must not stop every viewer
+// of every channel, and a visibility that was true a moment ago is the
+// best guess. Only a name never seen before is an error (the origin then
+// fails closed).
 type Policy struct {
 	meta Meta
 	memo *otter.Cache[string, bool]
+	last *otter.Cache[string, bool] // the last answer the store gave, per name
+	log  *slog.Logger
 }
 
 // NewPolicy reads visibilities from meta; ttl <= 0 means DefaultMemoTTL.
-func NewPolicy(meta Meta, ttl time.Duration) *Policy {
+// log may be nil.
+func NewPolicy(meta Meta, ttl time.Duration, log *slog.Logger) *Policy {
 	if ttl <= 0 {
 		ttl = DefaultMemoTTL
 	}
-	return &Policy{meta: meta, memo: otter.Must(&otter.Options[string, bool]{
-		MaximumSize:      100_000,
-		ExpiryCalculator: otter.ExpiryWriting[string, bool](ttl),
-	})}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Policy{meta: meta, log: log.With("component", "playback"),
+		memo: otter.Must(&otter.Options[string, bool]{
+			MaximumSize:      100_000,
+			ExpiryCalculator: otter.ExpiryWriting[string, bool](ttl),
+		}),
+		last: otter.Must(&otter.Options[string, bool]{MaximumSize: 100_000})}
 }
 
 // Protected reports whether the object key (no leading slash) belongs to
@@ -116,11 +131,21 @@ func (p *Policy) load(ctx context.Context, memoKey string) (bool, error) {
 	}
 	switch {
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrInvalid):
+		p.last.Set(memoKey, false)
 		return false, nil
 	case err != nil:
+		if prot, ok := p.last.GetIfPresent(memoKey); ok {
+			// Remembered for the memo's lifetime: one warning per name per
+			// MemoTTL while the store is down.
+			p.log.WarnContext(ctx, "metadata store unavailable; keeping the last known visibility",
+				"resource", memoKey, "protected", prot, "err", err)
+			return prot, nil
+		}
 		return false, fmt.Errorf("visibility of %s: %w", memoKey, err)
 	}
-	return vis == store.VisibilityProtected, nil
+	prot := vis == store.VisibilityProtected
+	p.last.Set(memoKey, prot)
+	return prot, nil
 }
 
 // Issuer signs playback URLs.

@@ -40,7 +40,7 @@ func TestPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := playback.NewPolicy(db, 50*time.Millisecond)
+	p := playback.NewPolicy(db, 50*time.Millisecond, nil)
 	for key, want := range map[string]bool{
 		"live/paid/index.m3u8":           true,
 		"live/paid/1080p/r1-00001.m4s":   true,
@@ -79,11 +79,17 @@ func TestPolicy(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 
-	// An unreachable store is an error, never "public".
+	// An unreachable store: the last answer stands for names already
+	// seen; a name never seen is an error, never "public".
 	db.Close()
 	time.Sleep(60 * time.Millisecond)
-	if got, err := p.Protected(ctx, "live/paid/index.m3u8"); err == nil {
-		t.Fatalf("closed store: Protected = %v with no error", got)
+	for key, want := range map[string]bool{"live/paid/index.m3u8": true, "live/free/x.m4s": true, "live/nobody/index.m3u8": false} {
+		if got, err := p.Protected(ctx, key); err != nil || got != want {
+			t.Errorf("closed store, %s seen before: %v, %v; want %v", key, got, err, want)
+		}
+	}
+	if got, err := p.Protected(ctx, "live/never-seen/index.m3u8"); err == nil {
+		t.Fatalf("closed store, a new name: Protected = %v with no error", got)
 	}
 }
 
@@ -141,7 +147,7 @@ func BenchmarkPolicyHit(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	p := playback.NewPolicy(db, time.Hour)
+	p := playback.NewPolicy(db, time.Hour, nil)
 	ctx := context.Background()
 	if _, err := p.Protected(ctx, "live/main/index.m3u8"); err != nil {
 		b.Fatal(err)

@@ -178,7 +178,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	// metadata store (channels made protected through the API too).
 	// Tokens of users whose playback was revoked (log out everywhere, a
 	// lower tier...) are refused: the revocations are in the sessions store.
-	guard, err := origin.NewPolicyGuard(signer, playback.NewPolicy(m.Meta, 0).Protected, nil)
+	guard, err := origin.NewPolicyGuard(signer, playback.NewPolicy(m.Meta, 0, m.Log).Protected, nil)
 	if err != nil {
 		return err
 	}

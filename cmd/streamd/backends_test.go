@@ -260,8 +260,9 @@ func TestRedisOutage(t *testing.T) {
 }
 
 // TestPostgresOutage: PostgreSQL unreachable for a while (a relay the test
-// cuts) — API requests that need it get a clear 503, and the pool
-// reconnects by itself once it is back.
+// cuts) — API requests that need it get a clear 503, playback goes on
+// (the origin keeps the last visibility it read for a channel), and the
+// pool reconnects by itself once it is back.
 func TestPostgresOutage(t *testing.T) {
 	pgURL := testenv.Postgres(t)
 	u, err := url.Parse(pgURL)
@@ -278,6 +279,11 @@ func TestPostgresOutage(t *testing.T) {
 	if code, b := get(); code != 200 {
 		t.Fatalf("catalog before the outage: %d %s", code, b)
 	}
+	publishLoop(t, "h264_aac_720p.mp4", "-f", "flv", "rtmp://"+s.rtmp+"/live/"+testKey)
+	waitFor(t, 15*time.Second, "the first playlist", func() bool {
+		resp, _ := s.get(t, "/live/main/source/index.m3u8")
+		return resp.StatusCode == 200
+	})
 	px.setDown(true)
 	waitFor(t, 15*time.Second, "a 503 during the outage", func() bool {
 		code, b := get()
@@ -285,6 +291,12 @@ func TestPostgresOutage(t *testing.T) {
 			t.Fatalf("during the outage: %d %s", code, b)
 		}
 		return code == 503 && strings.Contains(b, `"code":"unavailable"`)
+	})
+	// The policy's memo (2 s) has expired by now: the channel still plays.
+	first := mediaPlaylist(t, s, "/live/main/source/index.m3u8")
+	waitFor(t, 10*time.Second, "a new segment during the outage", func() bool {
+		mp := mediaPlaylist(t, s, "/live/main/source/index.m3u8")
+		return len(mp.Segments)+mp.MediaSequence > len(first.Segments)+first.MediaSequence
 	})
 	px.setDown(false)
 	waitFor(t, 20*time.Second, "the pool to reconnect", func() bool {
