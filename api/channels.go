@@ -47,6 +47,44 @@ func textField(name, v string, limit int) error {
 	return nil
 }
 
+// text is one free-text field for textFields; a nil v (an optional field
+// left out) passes.
+type text struct {
+	name  string
+	v     *string
+	limit int
+}
+
+// textFields checks each field with textField; the first problem is the
+// error.
+func textFields(fs ...text) error {
+	for _, f := range fs {
+		if f.v == nil {
+			continue
+		}
+		if err := textField(f.name, *f.v, f.limit); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkVisibility refuses an unknown visibility; nil (left out) passes.
+func checkVisibility(v *store.Visibility) error {
+	if v != nil && !v.Valid() {
+		return errVisibility
+	}
+	return nil
+}
+
+// orPublic is v, or public when left empty.
+func orPublic(v store.Visibility) store.Visibility {
+	if v == "" {
+		return store.VisibilityPublic
+	}
+	return v
+}
+
 // channelJSON is a channel as its managers see it: never the key, only
 // its first characters.
 type channelJSON struct {
@@ -79,9 +117,7 @@ func toChannelJSON(c store.Channel) channelJSON {
 	if c.FromConfig {
 		j.ManagedBy = "config"
 	}
-	if j.Visibility == "" {
-		j.Visibility = store.VisibilityPublic
-	}
+	j.Visibility = orPublic(j.Visibility)
 	return j
 }
 
@@ -169,11 +205,9 @@ func (a *API) createChannel(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	if in.Visibility == "" {
-		in.Visibility = store.VisibilityPublic
-	}
-	if !in.Visibility.Valid() {
-		a.writeError(w, r, errVisibility)
+	in.Visibility = orPublic(in.Visibility)
+	if err := checkVisibility(&in.Visibility); err != nil {
+		a.writeError(w, r, err)
 		return
 	}
 	if !channelName.MatchString(in.Name) {
@@ -181,11 +215,7 @@ func (a *API) createChannel(w http.ResponseWriter, r *http.Request) {
 			"name: 1 to 64 characters of a-z, 0-9, - and _, starting with a letter or digit"))
 		return
 	}
-	if err := textField("title", in.Title, maxTitle); err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	if err := textField("description", in.Description, maxDescription); err != nil {
+	if err := textFields(text{"title", &in.Title, maxTitle}, text{"description", &in.Description, maxDescription}); err != nil {
 		a.writeError(w, r, err)
 		return
 	}
@@ -217,21 +247,13 @@ func (a *API) putChannel(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	if in.Visibility != nil && !in.Visibility.Valid() {
-		a.writeError(w, r, errVisibility)
+	if err := checkVisibility(in.Visibility); err != nil {
+		a.writeError(w, r, err)
 		return
 	}
-	if in.Title != nil {
-		if err := textField("title", *in.Title, maxTitle); err != nil {
-			a.writeError(w, r, err)
-			return
-		}
-	}
-	if in.Description != nil {
-		if err := textField("description", *in.Description, maxDescription); err != nil {
-			a.writeError(w, r, err)
-			return
-		}
+	if err := textFields(text{"title", in.Title, maxTitle}, text{"description", in.Description, maxDescription}); err != nil {
+		a.writeError(w, r, err)
+		return
 	}
 	cs, ch, ok := a.ownedChannel(w, r)
 	if !ok {

@@ -101,14 +101,9 @@ func (a *API) listContent(w http.ResponseWriter, r *http.Request) {
 	}
 	query := store.ContentQuery{Genre: q.Get("genre"), Text: q.Get("q"), After: q.Get("after"),
 		Limit: limit, IncludeProtected: loggedIn(r)}
-	for _, f := range []struct {
-		name, v string
-		limit   int
-	}{{"genre", query.Genre, maxGenre}, {"q", query.Text, maxQuery}, {"after", query.After, maxGenre}} {
-		if err := textField(f.name, f.v, f.limit); err != nil {
-			a.writeError(w, r, err)
-			return
-		}
+	if err := textFields(text{"genre", &query.Genre, maxGenre}, text{"q", &query.Text, maxQuery}, text{"after", &query.After, maxGenre}); err != nil {
+		a.writeError(w, r, err)
+		return
 	}
 	list, err := cs.ListContent(r.Context(), query)
 	if errors.Is(err, store.ErrInvalid) && query.After != "" {
@@ -173,20 +168,14 @@ func (a *API) createContent(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, apiError(auth.CodeInvalidArgument, "title: required"))
 		return
 	}
-	for _, f := range []struct {
-		name, v string
-		limit   int
-	}{{"title", in.Title, maxTitle}, {"description", in.Description, maxDescription}, {"genre", in.Genre, maxGenre}} {
-		if err := textField(f.name, f.v, f.limit); err != nil {
-			a.writeError(w, r, err)
-			return
-		}
+	if err := textFields(text{"title", &in.Title, maxTitle}, text{"description", &in.Description, maxDescription},
+		text{"genre", &in.Genre, maxGenre}); err != nil {
+		a.writeError(w, r, err)
+		return
 	}
-	if in.Visibility == "" {
-		in.Visibility = store.VisibilityPublic
-	}
-	if !in.Visibility.Valid() {
-		a.writeError(w, r, errVisibility)
+	in.Visibility = orPublic(in.Visibility)
+	if err := checkVisibility(&in.Visibility); err != nil {
+		a.writeError(w, r, err)
 		return
 	}
 	c, err := cs.CreateContent(r.Context(), store.Content{Title: in.Title, Description: in.Description,
@@ -224,21 +213,13 @@ func (a *API) putContent(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, apiError(auth.CodeInvalidArgument, "title: must not be empty"))
 		return
 	}
-	for _, f := range []struct {
-		name  string
-		v     *string
-		limit int
-	}{{"title", in.Title, maxTitle}, {"description", in.Description, maxDescription}, {"genre", in.Genre, maxGenre}} {
-		if f.v == nil {
-			continue
-		}
-		if err := textField(f.name, *f.v, f.limit); err != nil {
-			a.writeError(w, r, err)
-			return
-		}
+	if err := textFields(text{"title", in.Title, maxTitle}, text{"description", in.Description, maxDescription},
+		text{"genre", in.Genre, maxGenre}); err != nil {
+		a.writeError(w, r, err)
+		return
 	}
-	if in.Visibility != nil && !in.Visibility.Valid() {
-		a.writeError(w, r, errVisibility)
+	if err := checkVisibility(in.Visibility); err != nil {
+		a.writeError(w, r, err)
 		return
 	}
 	id := r.PathValue("id")

@@ -117,7 +117,7 @@ func (a *API) playable(r *http.Request, id string) (streamingJSON, store.Visibil
 			// so does this (401 below, before any URL).
 			base := playback.ContentPrefix(c.ID)
 			return streamingJSON{ID: c.ID, Kind: "content", HLS: base + "index.m3u8", DASH: base + "manifest.mpd"},
-				visibility(c.Visibility), nil
+				orPublic(c.Visibility), nil
 		case !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrInvalid):
 			return streamingJSON{}, "", err
 		}
@@ -127,17 +127,10 @@ func (a *API) playable(r *http.Request, id string) (streamingJSON, store.Visibil
 		switch {
 		case err == nil:
 			return streamingJSON{ID: ch.Name, Kind: "channel", HLS: playback.ChannelPrefix(ch.Name) + "index.m3u8"},
-				visibility(ch.Visibility), nil
+				orPublic(ch.Visibility), nil
 		case !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrInvalid):
 			return streamingJSON{}, "", err
 		}
 	}
 	return streamingJSON{}, "", apiError(auth.CodeNotFound, "nothing to play with that id")
-}
-
-func visibility(v store.Visibility) store.Visibility {
-	if v == "" {
-		return store.VisibilityPublic
-	}
-	return v
 }
