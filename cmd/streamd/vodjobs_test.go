@@ -43,20 +43,8 @@ func testUploadVODJob(t *testing.T, pgURL string) {
 	m := inProcess(t, env, []byte(vodTestJob), [2]string{"pub", "publisher"})
 	base := "http://" + m.HTTPAddr.String()
 
-	resp, err := http.Post(base+"/api/auth/login", "application/json", strings.NewReader(`{"username":"pub","password":"a long enough passphrase"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tok struct {
-		AccessToken string `json:"access_token"`
-	}
-	json.NewDecoder(resp.Body).Decode(&tok)
-	resp.Body.Close()
-	if tok.AccessToken == "" {
-		t.Fatal("no access token")
-	}
-
-	uploadFile := func(name string) string { return tusUpload(t, base, tok.AccessToken, name) }
+	token := loginToken(t, base, "pub")
+	uploadFile := func(name string) string { return tusUpload(t, base, token, name) }
 	get := func(p string) (int, []byte) { return httpGet(t, base+p) }
 	waitDone := func(id string) (vodItem, []string) { return waitContent(t, base, "", id) }
 
@@ -133,8 +121,8 @@ func testUploadVODJob(t *testing.T, pgURL string) {
 
 	// Nothing is left to cancel on either item.
 	req, _ := http.NewRequest("DELETE", base+"/api/content/"+bad+"/job", nil)
-	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
-	resp, err = http.DefaultClient.Do(req)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
