@@ -119,6 +119,12 @@ func (c *channel) publish(tracks []*media.Track, runID string) *reader {
 		c.log.Error("publication not packaged", "error", err)
 		return nil
 	}
+	grid := &c.p.master(c.name).grid
+	if c.rendition == AudioRendition {
+		seg.follow = grid
+	} else if seg.refIsVideo() {
+		seg.onBoundary = func(at time.Duration) { grid.publish(c.rendition, at) }
+	}
 	r := &run{id: runID, initURI: "init-" + runID + ".mp4", init: seg.init}
 	for _, st := range seg.tracks {
 		r.codecs = append(r.codecs, st.params.codecStr)
@@ -589,13 +595,15 @@ func (r *reader) WriteUnit(u *media.Unit) {
 			r.run.anchorWall = w
 		}
 	}
-	seg, drop := r.seg.push(u)
+	segs, drop := r.seg.push(u)
 	if drop != "" {
 		r.dropped(drop)
 	}
-	if seg != nil {
+	if len(segs) > 0 {
 		r.c.mu.Lock()
-		r.c.enqueueLocked(job{run: r.run, seg: seg})
+		for _, seg := range segs {
+			r.c.enqueueLocked(job{run: r.run, seg: seg})
+		}
 		r.queuedOne = true
 		r.c.mu.Unlock()
 	}

@@ -193,6 +193,8 @@ type master struct {
 	// first one, so one broken rendition cannot keep a channel dark.
 	expected map[string]bool
 	first    time.Time
+	// grid carries the video's segment boundaries to the audio rendition.
+	grid cutGrid
 }
 
 // expectWait bounds how long the master waits for late renditions.
@@ -227,6 +229,7 @@ func (p *Packager) Expect(channel string, renditions []string) {
 		}
 	}
 	m.first = time.Time{}
+	m.grid.reset()
 }
 
 func (m *master) update(c *channel, v masterPlaylist) {

@@ -93,6 +93,18 @@ type segmenter struct {
 	lastReceived time.Time
 	videoFrames  int
 	fragSeq      uint32
+
+	// follow, when set, is the grid of video boundaries an audio-only
+	// segmenter cuts on (a ladder's shared audio rendition); pending holds
+	// its frames until the first boundary is known. origin anchors the
+	// audio's own grid otherwise.
+	follow  *cutGrid
+	pending []*media.Unit
+	origin  time.Duration
+	// onBoundary, when set, hears where a video reference track starts
+	// each segment (publication PTS), to lead a cutGrid.
+	onBoundary func(time.Duration)
+	out        []*Segment // push's result, reused
 }
 
 // skippedTrack explains why a publication track is not packaged.
@@ -181,9 +193,10 @@ func tsToDuration(ts uint64, scale uint32) time.Duration {
 		time.Duration((ts%uint64(scale))*uint64(time.Second)/uint64(scale))
 }
 
-// push adds one unit. It returns the segment the unit closed, if any, and a
-// drop reason when the unit was not used.
-func (s *segmenter) push(u *media.Unit) (*Segment, string) {
+// push adds one unit. It returns the segments the unit closed (valid until
+// the next call), and a drop reason when the unit was not used.
+func (s *segmenter) push(u *media.Unit) ([]*Segment, string) {
+	s.out = s.out[:0]
 	st := s.byTrack[u.Track]
 	if st == nil {
 		return nil, dropUnknownTrack
@@ -194,6 +207,20 @@ func (s *segmenter) push(u *media.Unit) (*Segment, string) {
 	if st.seen && u.DTS <= st.lastDTS {
 		return nil, dropNonMonotonic
 	}
+	if st == s.ref && !st.params.video {
+		drop := s.pushRefAudio(st, u)
+		return s.out, drop
+	}
+	seg, drop := s.pushMuxed(st, u)
+	if seg != nil {
+		s.out = append(s.out, seg)
+	}
+	return s.out, drop
+}
+
+// pushMuxed adds a unit of a video reference track or of a track that
+// follows the reference (audio beside video).
+func (s *segmenter) pushMuxed(st *segTrack, u *media.Unit) (*Segment, string) {
 
 	if !s.started {
 		// Players need every segment to open with a picture they can
@@ -206,6 +233,9 @@ func (s *segmenter) push(u *media.Unit) (*Segment, string) {
 		s.base = u.DTS
 		s.segStart = u.PTS
 		s.segStartTS = s.toTS(u.PTS, st.params.timescale)
+		if s.onBoundary != nil {
+			s.onBoundary(u.PTS)
+		}
 	}
 	if u.DTS < s.base {
 		return nil, dropBeforeKeyframe
@@ -235,6 +265,9 @@ func (s *segmenter) push(u *media.Unit) (*Segment, string) {
 			slack := tsToDuration(uint64(st.lastDelta), st.params.timescale) / 2
 			if (u.RandomAccess && elapsed >= s.target-slack) || elapsed >= s.maxDur {
 				out = s.cut(u.PTS, pts)
+				if s.onBoundary != nil {
+					s.onBoundary(u.PTS)
+				}
 			}
 		}
 		st.held = &fmp4.Sample{
@@ -245,23 +278,10 @@ func (s *segmenter) push(u *media.Unit) (*Segment, string) {
 		st.heldTS = dts
 		st.presEndTS = max(st.presEndTS, pts+uint64(st.lastDelta))
 	} else {
-		dur := st.frameDuration(u.Payload[0])
-		if dur == 0 {
+		if st.frameDuration(u.Payload[0]) == 0 {
 			return nil, dropBadAudio
 		}
-		if st == s.ref && u.DTS-s.segStart >= s.target {
-			out = s.cut(u.DTS, s.toTS(u.DTS, st.params.timescale))
-		}
-		dts := s.toTS(u.DTS, st.params.timescale)
-		if n := len(st.samples); n > 0 && dts > st.endTS+uint64(dur)/2 {
-			// A gap in the audio (the publisher dropped frames): stretch
-			// the previous frame so later frames keep their real time
-			// instead of sliding earlier.
-			st.samples[n-1].Duration += uint32(min(dts-st.endTS, 1<<31))
-			st.endTS = dts
-		}
-		st.appendSample(dts, &fmp4.Sample{Duration: dur, Payload: clone(u.Payload[0])})
-		st.presEndTS = max(st.presEndTS, st.endTS)
+		s.appendAudio(st, u)
 	}
 	st.seen = true
 	st.lastDTS = u.DTS
@@ -325,6 +345,7 @@ func (s *segmenter) flush() *Segment {
 	}
 	seg := s.build(max(s.ref.presEndTS, s.segStartTS))
 	s.started = false
+	s.pending = nil
 	return seg
 }
 

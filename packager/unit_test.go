@@ -228,8 +228,10 @@ func FuzzSegmenter(f *testing.F) {
 			} else {
 				u.Payload = [][]byte{payload}
 			}
-			seg, _ := s.push(u)
-			check(seg)
+			segs, _ := s.push(u)
+			for _, seg := range segs {
+				check(seg)
+			}
 		}
 		check(s.flush())
 	})
@@ -258,22 +260,19 @@ func TestSegmenterTiming(t *testing.T) {
 		dts := time.Duration(i) * frame
 		for ; at <= dts; at += aframe {
 			if at >= 10*time.Millisecond {
-				if seg, _ := s.push(&media.Unit{Track: a, DTS: at, PTS: at, RandomAccess: true, Payload: [][]byte{{0x21, byte(i)}}}); seg != nil {
-					segs = append(segs, seg)
-				}
+				out, _ := s.push(&media.Unit{Track: a, DTS: at, PTS: at, RandomAccess: true, Payload: [][]byte{{0x21, byte(i)}}})
+				segs = append(segs, out...)
 			}
 		}
 		u := &media.Unit{Track: v, DTS: dts, PTS: dts + 2*frame, RandomAccess: i%60 == 0, Payload: p}
 		if i%60 == 0 {
 			u.Payload = idr
 		}
-		seg, drop := s.push(u)
+		out, drop := s.push(u)
 		if drop != "" {
 			t.Fatalf("unit %d dropped: %s", i, drop)
 		}
-		if seg != nil {
-			segs = append(segs, seg)
-		}
+		segs = append(segs, out...)
 	}
 	// Duplicate DTS and empty payloads are refused.
 	if _, drop := s.push(&media.Unit{Track: v, DTS: 149 * frame, PTS: 149 * frame, Payload: p}); drop != dropNonMonotonic {

@@ -79,6 +79,11 @@ func Args(plan []PlannedRung, audio Audio, enc Encoder, opts ArgsOptions) []stri
 		)
 	}
 	if !opts.NoAudio {
+		// Pad the start with silence from the timeline's zero: encoders
+		// prime the audio tens of milliseconds after the first picture,
+		// which players see as a buffer hole at the start of a run. The
+		// packager trims the audio to the video's first segment.
+		a = append(a, "-af", "aresample=async=1:first_pts=0")
 		a = append(a, "-c:a", "aac", "-b:a", audio.Bitrate,
 			"-ar", strconv.Itoa(audio.SampleRate), "-ac", strconv.Itoa(audio.Channels))
 	}

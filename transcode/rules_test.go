@@ -196,6 +196,7 @@ func TestArgsX264Golden(t *testing.T) {
 		"-g:v:1", "30", "-keyint_min:v:1", "30", "-sc_threshold:v:1", "0",
 		"-b:v:1", "800k", "-maxrate:v:1", "856k", "-bufsize:v:1", "1712k",
 		"-force_key_frames:v:1", "expr:gte(t,n_forced*2)",
+		"-af", "aresample=async=1:first_pts=0",
 		"-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-ac", "2",
 		"-f", "tee", `[select=\'0,2\':f=mpegts]pipe\:3|[select=\'1,2\':f=mpegts]pipe\:4`,
 	}
@@ -264,6 +265,7 @@ func TestArgsHardwareEncoders(t *testing.T) {
 			want = append(want, tc.stream...)
 			want = append(want, "-b:v:0", "1200k", "-maxrate:v:0", "1284k", "-bufsize:v:0", "2568k",
 				"-force_key_frames:v:0", "expr:gte(t,n_forced*2)",
+				"-af", "aresample=async=1:first_pts=0",
 				"-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-ac", "2",
 				"-f", "tee", `[select=\'0,1\':f=mpegts]pipe\:3`)
 			if !slices.Equal(got, want) {
