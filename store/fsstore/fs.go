@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/streamd/streamd/store"
 )
@@ -24,20 +25,37 @@ import (
 // Store is an object store rooted at a folder.
 type Store struct {
 	root string
+	// noSync skips every fsync: only the benchmark sets it, to measure
+	// what durability costs in the same run.
+	noSync bool
+	// staleTemp is how old a temp file must be for New to remove it.
+	staleTemp time.Duration
+	// onSync, when set (tests), is called with each path just before it
+	// is fsynced, so a test can check what is synced and in which order.
+	onSync func(path string)
 }
 
 var _ store.Objects = (*Store)(nil)
 
-// New opens (creating if needed) the folder dir as an object store.
+// New opens (creating if needed) the folder dir as an object store, and
+// removes temp files that a crashed Put left behind.
 func New(dir string) (*Store, error) {
+	return open(dir, func(*Store) {})
+}
+
+// open is New with test-only settings applied before the cleanup.
+func open(dir string, set func(*Store)) (*Store, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("storage.objects.path %q: %w", dir, err)
 	}
-	if err := os.MkdirAll(abs, 0o755); err != nil {
+	s := &Store{root: abs, staleTemp: defaultStaleTemp}
+	set(s)
+	if err := s.mkdirs(abs); err != nil {
 		return nil, fmt.Errorf("storage.objects.path %q: %w", dir, err)
 	}
-	return &Store{root: abs}, nil
+	s.removeStaleTemp()
+	return s, nil
 }
 
 // Root is the absolute folder the store writes to.
@@ -48,11 +66,21 @@ func (s *Store) path(key string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// A key naming a temp file would be hidden from List and removed by
+	// the cleanup on open: refuse it rather than lose it later.
+	for _, el := range strings.Split(k, "/") {
+		if strings.HasPrefix(el, tempPrefix) {
+			return "", fmt.Errorf("%w: %q (elements starting %q are the store's temp files)", store.ErrInvalidKey, key, tempPrefix)
+		}
+	}
 	return filepath.Join(s.root, filepath.FromSlash(k)), nil
 }
 
 // Put writes to a temporary file in the target folder and renames it into
-// place, so readers never see a partial object.
+// place, so readers never see a partial object. The data is fsynced before
+// the rename and the folder after it: without that, after a power cut the
+// rename can reach the disk before the bytes do, and a playlist written
+// later could name a segment that comes back empty or truncated.
 func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, contentType string) error {
 	p, err := s.path(key)
 	if err != nil {
@@ -62,26 +90,33 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, co
 		return err
 	}
 	dir := filepath.Dir(p)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := s.mkdirs(dir); err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
-	f, err := os.CreateTemp(dir, ".tmp-*")
+	f, err := os.CreateTemp(dir, tempPrefix+"*")
 	if err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
 	tmp := f.Name()
 	n, err := io.Copy(f, r)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
 	if err == nil && size >= 0 && n != size {
 		err = fmt.Errorf("short write: %d of %d bytes", n, size)
+	}
+	if err == nil {
+		err = s.syncFile(f)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
 	if err == nil {
 		err = os.Rename(tmp, p)
 	}
 	if err != nil {
 		os.Remove(tmp)
+		return fmt.Errorf("put %s: %w", key, err)
+	}
+	// The rename is durable only once the folder's entry is.
+	if err := s.syncDir(dir); err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
 	return nil
@@ -215,7 +250,7 @@ func (s *Store) List(ctx context.Context, prefix string) ([]store.ObjectInfo, er
 			}
 			return err
 		}
-		if d.IsDir() || strings.HasPrefix(d.Name(), ".tmp-") {
+		if d.IsDir() || strings.HasPrefix(d.Name(), tempPrefix) {
 			return nil
 		}
 		rel, err := filepath.Rel(s.root, p)
