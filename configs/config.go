@@ -107,6 +107,9 @@ type Upload struct {
 	TempDir string `yaml:"temp_dir"`
 	// PresignExpiry is how long presigned S3 part URLs stay valid.
 	PresignExpiry Duration `yaml:"presign_expiry"`
+	// ExpireAfter is how long an incomplete upload may receive nothing
+	// before it is removed (temp folder, S3 multipart parts).
+	ExpireAfter Duration `yaml:"expire_after"`
 }
 
 // Transcode configures the ffmpeg workers.
@@ -266,7 +269,7 @@ func Defaults() Config {
 			OIDC:                 []OIDCProvider{},
 			FamilyMaxProfiles:    5,
 		},
-		Upload:    Upload{MaxSizeMB: 51200, PresignExpiry: Duration(6 * time.Hour)},
+		Upload:    Upload{MaxSizeMB: 51200, PresignExpiry: Duration(6 * time.Hour), ExpireAfter: Duration(24 * time.Hour)},
 		Transcode: Transcode{Encoder: "libx264", OverCapacity: "passthrough", MaxVODWorkers: 1},
 		Ladders:   []Ladder{defaultLadder()},
 		Channels:  []Channel{{Name: "main"}},
@@ -513,6 +516,11 @@ func (c *Config) Validate() []Problem {
 	}
 	if d := time.Duration(c.Upload.PresignExpiry); d < time.Minute || d > 7*24*time.Hour {
 		add("upload.presign_expiry", "%s is outside 1m..168h (S3's limit)", d)
+	}
+	// Below presign_expiry, an upload could be removed while its part
+	// URLs still let the client send parts.
+	if d := time.Duration(c.Upload.ExpireAfter); d < time.Hour || d < time.Duration(c.Upload.PresignExpiry) {
+		add("upload.expire_after", "%s must be at least 1h and at least upload.presign_expiry (%s)", d, time.Duration(c.Upload.PresignExpiry))
 	}
 	switch c.Transcode.Encoder {
 	case "libx264", "h264_nvenc", "h264_vaapi", "h264_qsv":

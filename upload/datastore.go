@@ -13,6 +13,7 @@ import (
 
 	"github.com/tus/tusd/v2/pkg/filestore"
 	tusd "github.com/tus/tusd/v2/pkg/handler"
+	"github.com/tus/tusd/v2/pkg/memorylocker"
 
 	"github.com/streamd/streamd/store"
 )
@@ -29,6 +30,8 @@ import (
 type dataStore struct {
 	fs filestore.FileStore
 	h  *Handler
+	// locker is tusd's: the sweeper takes an upload's lock too.
+	locker *memorylocker.MemoryLocker
 }
 
 var (
@@ -194,10 +197,7 @@ func (d *dataStore) store(ctx context.Context, bin string, u Upload) error {
 	}
 	if r, ok := d.h.cfg.Objects.(rooted); ok {
 		dst := filepath.Join(r.Root(), filepath.FromSlash(u.Key))
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return err
-		}
-		err := os.Rename(bin, dst)
+		err := renameDurably(bin, dst, r.Root())
 		if err == nil {
 			return nil
 		}

@@ -274,18 +274,12 @@ func (m *multipart) loadOwned(w http.ResponseWriter, r *http.Request, id string)
 		writeError(w, http.StatusNotFound, "not_found", "no such upload")
 		return mpState{}, false
 	}
-	rc, _, err := m.h.cfg.Objects.Get(r.Context(), multipartStatePrefix+id+".json", nil)
+	st, err := m.readState(r.Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
 		writeError(w, http.StatusNotFound, "not_found", "no such upload")
 		return mpState{}, false
 	}
 	if err != nil {
-		m.fail(w, r, "read the upload's state", err)
-		return mpState{}, false
-	}
-	defer rc.Close()
-	var st mpState
-	if err := json.NewDecoder(io.LimitReader(rc, 1<<20)).Decode(&st); err != nil {
 		m.fail(w, r, "read the upload's state", err)
 		return mpState{}, false
 	}

@@ -121,6 +121,12 @@ type Config struct {
 	// FinishTimeout bounds storing a finished upload (default 2 hours);
 	// storing continues when the client goes away meanwhile.
 	FinishTimeout time.Duration
+	// ExpireAfter is how long an incomplete upload may go without a
+	// single byte arriving before RunSweeper removes it, from TempDir
+	// and, for presigned multipart uploads, from the bucket (config
+	// upload.expire_after; default 24 hours). Keep it above
+	// PresignExpiry, or clients lose uploads their URLs still allow.
+	ExpireAfter time.Duration
 	// AllowedOrigins for CORS (config http.allowed_origins); empty means
 	// any origin (requests carry a bearer token, never cookies).
 	AllowedOrigins []string
@@ -138,6 +144,9 @@ type Handler struct {
 	data *dataStore
 	mp   *multipart // nil without S3
 	log  *slog.Logger
+	// now is the sweeper's clock: tests move it forward instead of
+	// waiting a day.
+	now func() time.Time
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -163,6 +172,12 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.PresignExpiry > 7*24*time.Hour {
 		return nil, fmt.Errorf("upload.presign_expiry: at most 7 days (S3's limit), not %s", cfg.PresignExpiry)
 	}
+	if cfg.ExpireAfter < 0 {
+		return nil, fmt.Errorf("upload.expire_after: must not be negative, not %s", cfg.ExpireAfter)
+	}
+	if cfg.ExpireAfter == 0 {
+		cfg.ExpireAfter = defaultExpireAfter
+	}
 	if cfg.FinishTimeout <= 0 {
 		cfg.FinishTimeout = 2 * time.Hour
 	}
@@ -180,13 +195,13 @@ func New(cfg Config) (*Handler, error) {
 		return nil, fmt.Errorf("upload: base path %q: want /path/ or an absolute URL", cfg.BasePath)
 	}
 	log := cfg.Log.With("component", "upload")
-	h := &Handler{cfg: cfg, base: u.Path, log: log}
+	h := &Handler{cfg: cfg, base: u.Path, log: log, now: time.Now}
 
-	h.data = &dataStore{fs: filestore.New(cfg.TempDir), h: h}
+	h.data = &dataStore{fs: filestore.New(cfg.TempDir), h: h, locker: memorylocker.New()}
 	composer := tusd.NewStoreComposer()
 	composer.UseCore(h.data)
 	composer.UseTerminater(h.data)
-	memorylocker.New().UseIn(composer)
+	h.data.locker.UseIn(composer)
 
 	cors := tusd.DefaultCorsConfig
 	if len(cfg.AllowedOrigins) > 0 {

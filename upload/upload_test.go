@@ -50,8 +50,10 @@ var fakeAuth = AuthenticatorFunc(func(ctx context.Context, tok string) (Identity
 
 type env struct {
 	srv     *httptest.Server
+	h       *Handler
 	objects store.Objects
 	tmp     string
+	logs    *logBuffer
 
 	mu        sync.Mutex
 	completed []Upload
@@ -66,7 +68,7 @@ func (e *env) calls() []Upload {
 
 func newEnv(t *testing.T, objects store.Objects, s3 *S3Config) *env {
 	t.Helper()
-	e := &env{objects: objects, tmp: t.TempDir()}
+	e := &env{objects: objects, tmp: t.TempDir(), logs: &logBuffer{}}
 	h, err := New(Config{
 		BasePath: base,
 		MaxSize:  64 << 20,
@@ -74,7 +76,7 @@ func newEnv(t *testing.T, objects store.Objects, s3 *S3Config) *env {
 		TempDir:  e.tmp,
 		Auth:     fakeAuth,
 		S3:       s3,
-		Log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Log:      slog.New(slog.NewTextHandler(e.logs, nil)),
 		OnComplete: func(ctx context.Context, u Upload) error {
 			e.mu.Lock()
 			defer e.mu.Unlock()
@@ -89,6 +91,7 @@ func newEnv(t *testing.T, objects store.Objects, s3 *S3Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.h = h
 	mux := http.NewServeMux()
 	mux.Handle(base, h)
 	e.srv = httptest.NewServer(mux)

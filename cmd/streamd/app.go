@@ -199,7 +199,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if m.Jobs, err = openJobs(ctx, cfg, objs, m.Meta, m.Log); err != nil {
 		return err
 	}
-	up, err := newUploads(cfg, objs, svc, enqueueUpload(m.Meta, m.Jobs, m.VODJob, m.Log), m.Log)
+	up, err := newUploads(ctx, cfg, objs, svc, enqueueUpload(m.Meta, m.Jobs, m.VODJob, m.Log), m.Log)
 	if err != nil {
 		return err
 	}

@@ -14,21 +14,24 @@ import (
 // uploadBase is where the tus endpoint is mounted.
 const uploadBase = "/api/uploads/"
 
-// newUploads builds the resumable-upload handler on the object store.
-func newUploads(cfg configs.Config, objs store.Objects, svc *auth.Service,
+// newUploads builds the resumable-upload handler on the object store and
+// starts its sweeper of abandoned uploads, which runs until ctx is done
+// (serve's context: the process's life).
+func newUploads(ctx context.Context, cfg configs.Config, objs store.Objects, svc *auth.Service,
 	onComplete func(context.Context, upload.Upload) error, log *slog.Logger) (*upload.Handler, error) {
 	var s3 *upload.S3Config
 	if o := cfg.Storage.Objects; o.Driver == "s3" {
 		s3 = &upload.S3Config{Endpoint: o.Endpoint, Bucket: o.Bucket, Region: o.Region, AccessKey: o.AccessKey,
 			SecretKey: o.SecretKey, UseSSL: o.UseSSL, Prefix: o.Prefix}
 	}
-	return upload.New(upload.Config{
+	h, err := upload.New(upload.Config{
 		BasePath:       uploadBase,
 		MaxSize:        cfg.Upload.MaxSizeMB << 20,
 		Objects:        objs,
 		TempDir:        cfg.Upload.TempDir,
 		S3:             s3,
 		PresignExpiry:  time.Duration(cfg.Upload.PresignExpiry),
+		ExpireAfter:    time.Duration(cfg.Upload.ExpireAfter),
 		AllowedOrigins: cfg.HTTP.AllowedOrigins,
 		Log:            log,
 		Auth: upload.AuthenticatorFunc(func(ctx context.Context, tok string) (upload.Identity, error) {
@@ -42,4 +45,9 @@ func newUploads(cfg configs.Config, objs store.Objects, svc *auth.Service,
 		// (enqueueUpload, jobs.go).
 		OnComplete: onComplete,
 	})
+	if err != nil {
+		return nil, err
+	}
+	go h.RunSweeper(ctx)
+	return h, nil
 }
