@@ -22,16 +22,16 @@ import (
 const aacFrame = 1024 * time.Second / 48000
 
 // QA checks the packaged output before it is called ready: both
-// manifests parse and list what was planned, every rendition decodes from
-// its own HLS playlist (ffprobe -count_frames decodes every frame) at the
-// planned size and format, and its duration matches the source's within
+// manifests parse and list what was planned, every rendition's init and
+// media segments exist and are whole fMP4 files, every rendition decodes
+// from its own HLS playlist (ffprobe -count_frames decodes every frame)
+// at the planned size and format, and its duration matches the source's within
 // two frames (video) or three AAC frames (audio: the encoder pads the
 // last frame and the source's own last frame may be partial).
 func QA(ctx context.Context, ffprobe, dir string, res *Result) error {
 	if ffprobe == "" {
 		ffprobe = "ffprobe"
 	}
-	p, m := res.Plan, res.Media
 	fail := func(format string, a ...any) error {
 		return &Error{Code: CodeQA, Message: "QA failed: " + fmt.Sprintf(format, a...)}
 	}
@@ -69,49 +69,8 @@ func QA(ctx context.Context, ffprobe, dir string, res *Result) error {
 	}
 
 	for _, r := range append(append([]Rendition(nil), res.Video...), res.Audio...) {
-		data, err := os.ReadFile(filepath.Join(dir, r.Playlist()))
-		if err != nil {
-			return fail("rendition %s: %s is missing", r.Name, r.Playlist())
-		}
-		var mp playlist.Media
-		if err := mp.Unmarshal(data); err != nil {
-			return fail("rendition %s: %s does not parse: %v", r.Name, r.Playlist(), err)
-		}
-		if !mp.Endlist || len(mp.Segments) == 0 || mp.Map == nil {
-			return fail("rendition %s: %s is not a complete fMP4 VOD playlist", r.Name, r.Playlist())
-		}
-		d, err := decode(ctx, ffprobe, filepath.Join(dir, r.Playlist()))
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return &Error{Code: CodeQA, Message: fmt.Sprintf("QA failed: rendition %s does not decode", r.Name), Err: err}
-		}
-		switch r.Kind {
-		case "video":
-			if d.Width != r.Width || d.Height != r.Height {
-				return fail("rendition %s is %dx%d, planned %dx%d", r.Name, d.Width, d.Height, r.Width, r.Height)
-			}
-			got := time.Duration(float64(d.Frames) / r.FPS * float64(time.Second))
-			tol := time.Duration(2.0/r.FPS*float64(time.Second)) + time.Millisecond
-			if !near(got, tol, m.Video.Duration, m.Duration) {
-				return fail("rendition %s lasts %s, the source %s (more than two frames apart: the input is truncated or damaged)", r.Name, got.Round(time.Millisecond), m.Duration.Round(time.Millisecond))
-			}
-		case "audio":
-			if d.SampleRate != p.AudioCodec.SampleRate || d.Channels != p.AudioCodec.Channels || d.Codec != "aac" {
-				return fail("audio %s is %s %d Hz %d channels, want AAC %d Hz %d channels", r.Name, d.Codec, d.SampleRate, d.Channels,
-					p.AudioCodec.SampleRate, p.AudioCodec.Channels)
-			}
-			got := time.Duration(d.Frames) * aacFrame
-			var stream time.Duration
-			for _, a := range p.Audio {
-				if a.Language == r.Language {
-					stream = a.Duration
-				}
-			}
-			if !near(got, 3*aacFrame, stream, m.Duration) {
-				return fail("audio %s lasts %s, the source %s (the input is truncated or damaged)", r.Name, got.Round(time.Millisecond), m.Duration.Round(time.Millisecond))
-			}
+		if err := qaRendition(ctx, ffprobe, dir, r, res); err != nil {
+			return err
 		}
 	}
 	for _, s := range res.Subtitles {
@@ -125,6 +84,64 @@ func QA(ctx context.Context, ffprobe, dir string, res *Result) error {
 			if fi, err := os.Stat(filepath.Join(dir, f)); err != nil || fi.Size() == 0 {
 				return fail("%s is missing", f)
 			}
+		}
+	}
+	return nil
+}
+
+// qaRendition checks one rendition: its playlist is a complete fMP4 VOD
+// playlist, its files are whole, and it decodes to the planned format
+// and the source's duration.
+func qaRendition(ctx context.Context, ffprobe, dir string, r Rendition, res *Result) error {
+	p, m := res.Plan, res.Media
+	fail := func(format string, a ...any) error {
+		return &Error{Code: CodeQA, Message: "QA failed: " + fmt.Sprintf(format, a...)}
+	}
+	data, err := os.ReadFile(filepath.Join(dir, r.Playlist()))
+	if err != nil {
+		return fail("rendition %s: %s is missing", r.Name, r.Playlist())
+	}
+	var mp playlist.Media
+	if err := mp.Unmarshal(data); err != nil {
+		return fail("rendition %s: %s does not parse: %v", r.Name, r.Playlist(), err)
+	}
+	if !mp.Endlist || len(mp.Segments) == 0 || mp.Map == nil {
+		return fail("rendition %s: %s is not a complete fMP4 VOD playlist", r.Name, r.Playlist())
+	}
+	if err := checkFiles(dir, r, &mp); err != nil {
+		return fail("%v", err)
+	}
+	d, err := decode(ctx, ffprobe, filepath.Join(dir, r.Playlist()))
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return &Error{Code: CodeQA, Message: fmt.Sprintf("QA failed: rendition %s does not decode", r.Name), Err: err}
+	}
+	switch r.Kind {
+	case "video":
+		if d.Width != r.Width || d.Height != r.Height {
+			return fail("rendition %s is %dx%d, planned %dx%d", r.Name, d.Width, d.Height, r.Width, r.Height)
+		}
+		got := time.Duration(float64(d.Frames) / r.FPS * float64(time.Second))
+		tol := time.Duration(2.0/r.FPS*float64(time.Second)) + time.Millisecond
+		if !near(got, tol, m.Video.Duration, m.Duration) {
+			return fail("rendition %s lasts %s, the source %s (more than two frames apart: the input is truncated or damaged)", r.Name, got.Round(time.Millisecond), m.Duration.Round(time.Millisecond))
+		}
+	case "audio":
+		if d.SampleRate != p.AudioCodec.SampleRate || d.Channels != p.AudioCodec.Channels || d.Codec != "aac" {
+			return fail("audio %s is %s %d Hz %d channels, want AAC %d Hz %d channels", r.Name, d.Codec, d.SampleRate, d.Channels,
+				p.AudioCodec.SampleRate, p.AudioCodec.Channels)
+		}
+		got := time.Duration(d.Frames) * aacFrame
+		var stream time.Duration
+		for _, a := range p.Audio {
+			if a.Language == r.Language {
+				stream = a.Duration
+			}
+		}
+		if !near(got, 3*aacFrame, stream, m.Duration) {
+			return fail("audio %s lasts %s, the source %s (the input is truncated or damaged)", r.Name, got.Round(time.Millisecond), m.Duration.Round(time.Millisecond))
 		}
 	}
 	return nil
