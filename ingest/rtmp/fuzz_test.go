@@ -89,3 +89,21 @@ func FuzzRedact(f *testing.F) {
 		}
 	})
 }
+
+// FuzzChunkGuard feeds arbitrary chunk streams to the input guard: it
+// never panics, never frames past its input, and gortmplib reads the same
+// messages through it as without it, up to a refusal.
+func FuzzChunkGuard(f *testing.F) {
+	for _, s := range guardSeeds(f) {
+		f.Add(s, false)
+		f.Add(s, true)
+	}
+	f.Fuzz(func(t *testing.T, data []byte, authed bool) {
+		p := newChunkParser()
+		p.authed = authed
+		if n, _ := parseAll(&p, data); n > len(data) {
+			t.Fatalf("framed %d bytes of %d", n, len(data))
+		}
+		checkGuardMatchesLibrary(t, data, false)
+	})
+}

@@ -75,6 +75,11 @@ func (c *session) end(err error) {
 		c.log.Debug("connection closed: server shutting down")
 		return
 	}
+	var ge *guardError
+	if errors.As(err, &ge) {
+		c.log.Warn("connection refused before publishing", "reason", ge.Error())
+		return
+	}
 	if isPeerGone(err) && c.key == "" {
 		// Port scanners and health checks that connect and leave: not worth
 		// more than a debug line.
@@ -141,7 +146,10 @@ func (c *session) serve() error {
 	c.dc = &deadlineConn{Conn: c.nc, timeout: rt, setupTotal: rt + setupBudget}
 	c.dc.setupUntil = time.Now().Add(c.dc.setupTotal)
 
-	sc := &gortmplib.ServerConn{RW: c.dc}
+	// gortmplib allocates what chunk headers announce: the guard caps the
+	// announced sizes and lets the library see only chunks that arrived.
+	guard := newGuardConn(c.dc, c.dc)
+	sc := &gortmplib.ServerConn{RW: guard}
 	if err := sc.Initialize(); err != nil {
 		return err
 	}
@@ -182,6 +190,8 @@ func (c *session) serve() error {
 		}
 	}
 
+	// The key is good: the publisher may now send messages of media size.
+	guard.authorize()
 	if err := sc.AcceptAction(); err != nil { // NetStream.Publish.Start
 		return err
 	}
