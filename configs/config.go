@@ -34,7 +34,9 @@ type Config struct {
 	Upload    Upload    `yaml:"upload"`
 	Transcode Transcode `yaml:"transcode"`
 	Ladders   []Ladder  `yaml:"ladders"`
-	Channels  []Channel `yaml:"channels"`
+	// Channels may be empty: publishers create channels through
+	// POST /api/publish/channels, and a VOD-only server needs none.
+	Channels []Channel `yaml:"channels"`
 }
 
 // Auth configures accounts and the API's tokens.
@@ -569,9 +571,6 @@ func (c *Config) Validate() []Problem {
 			}
 			keys[ch.StreamKey] = i
 		}
-	}
-	if len(c.Channels) == 0 {
-		add("channels", "no channel configured: add one, e.g. {name: main, stream_key: \"\"}")
 	}
 	return ps
 }

@@ -47,6 +47,26 @@ func TestChannelsReplaceDefault(t *testing.T) {
 	}
 }
 
+// A server without configured channels is valid: publishers create
+// theirs through the API, and a VOD-only deployment needs none. Both the
+// file and the environment can say so.
+func TestNoChannelsIsValid(t *testing.T) {
+	cfg, err := Parse([]byte("channels: []\n"), "x.yaml", noEnv)
+	if err != nil {
+		t.Fatalf("channels: [] refused: %v", err)
+	}
+	if len(cfg.Channels) != 0 {
+		t.Fatalf("channels: %+v", cfg.Channels)
+	}
+	env := func(k string) (string, bool) { return "[]", k == "STREAMD_CHANNELS" }
+	if cfg, err = Parse(DefaultFile(), "d", env); err != nil || len(cfg.Channels) != 0 {
+		t.Fatalf("STREAMD_CHANNELS=[]: %+v %v", cfg.Channels, err)
+	}
+	if d := Defaults(); len(d.Channels) != 1 || d.Channels[0].Name != "main" {
+		t.Fatalf("the default channel changed: %+v", d.Channels)
+	}
+}
+
 func problems(t *testing.T, err error) []Problem {
 	t.Helper()
 	var ce *Error

@@ -279,6 +279,13 @@ func (m *Main) printBanner(generated []string, fresh map[string]bool, keys auth.
 	}
 	w := m.Banner
 	fmt.Fprintf(w, "\nstreamd is running. Web page: http://%s/\n", hostPort(m.HTTPAddr))
+	if len(m.Channels) == 0 {
+		// Not an error: channels made through the API live in the
+		// metadata store, and a VOD-only server needs none.
+		fmt.Fprintf(w, "\nno channel in the config. Create one with POST http://%s/api/publish/channels\n"+
+			"  (a publisher's or admin's token; the answer holds its stream key),\n"+
+			"  or add one to channels: in the config file and restart.\n", hostPort(m.HTTPAddr))
+	}
 	for _, ch := range m.Channels {
 		fmt.Fprintf(w, "\nchannel %q\n", ch.Name)
 		key := ch.StreamKey
