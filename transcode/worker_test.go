@@ -78,6 +78,10 @@ func TestLiveWorkerLadder(t *testing.T) {
 	var last atomic.Value
 	w, recs := newWorker(t, c, plan, func(cfg *LiveConfig) {
 		cfg.OnProgress = func(p Progress) { reports.Add(1); last.Store(p) }
+		// All 6 s of input arrive at once; Close lets ffmpeg drain for
+		// KillGrace, and three encodes on a loaded 2-core machine take
+		// longer than the default 2 s (it then exits 255, cut short).
+		cfg.KillGrace = 20 * time.Second
 	})
 	for _, u := range c.units {
 		u.Received = time.Now()
