@@ -33,6 +33,7 @@ type Config struct {
 	Auth      Auth      `yaml:"auth"`
 	Upload    Upload    `yaml:"upload"`
 	Transcode Transcode `yaml:"transcode"`
+	Jobs      Jobs      `yaml:"jobs"`
 	Ladders   []Ladder  `yaml:"ladders"`
 	// Channels may be empty: publishers create channels through
 	// POST /api/publish/channels, and a VOD-only server needs none.
@@ -131,6 +132,16 @@ type Transcode struct {
 	// OverCapacity says what a publish beyond MaxLiveWorkers gets:
 	// passthrough (the source rendition only) or refuse.
 	OverCapacity string `yaml:"over_capacity"`
+}
+
+// Jobs configures the VOD job queue.
+type Jobs struct {
+	// RescueAfter: a running job's worker proves it is alive every
+	// RescueAfter/4; a job whose worker stopped proving it (its process
+	// crashed or lost the database) is run again this long after, by any
+	// node sharing the queue. Long encodes on a live node are never
+	// rescued.
+	RescueAfter Duration `yaml:"rescue_after"`
 }
 
 // Ladder is a named set of renditions (see transcode.Ladder, which has
@@ -273,6 +284,7 @@ func Defaults() Config {
 		},
 		Upload:    Upload{MaxSizeMB: 51200, PresignExpiry: Duration(6 * time.Hour), ExpireAfter: Duration(24 * time.Hour)},
 		Transcode: Transcode{Encoder: "libx264", OverCapacity: "passthrough", MaxVODWorkers: 1},
+		Jobs:      Jobs{RescueAfter: Duration(time.Minute)},
 		Ladders:   []Ladder{defaultLadder()},
 		Channels:  []Channel{{Name: "main"}},
 	}
@@ -539,6 +551,11 @@ func (c *Config) Validate() []Problem {
 	}
 	if c.Transcode.MaxLiveWorkers < 0 {
 		add("transcode.max_live_workers", "%d must be 0 (half the cores) or more", c.Transcode.MaxLiveWorkers)
+	}
+	if d := time.Duration(c.Jobs.RescueAfter); d < 10*time.Second || d > time.Hour {
+		// Below 10 s a database hiccup would rerun healthy jobs; above an
+		// hour a crashed node's uploads wait too long.
+		add("jobs.rescue_after", "%s is outside 10s..1h", d)
 	}
 	ladders := map[string]bool{}
 	for i, l := range c.Ladders {

@@ -67,6 +67,18 @@ func TestNoChannelsIsValid(t *testing.T) {
 	}
 }
 
+func TestJobsRescueAfterBounded(t *testing.T) {
+	for _, v := range []string{"1s", "2h"} {
+		_, err := Parse([]byte("jobs:\n  rescue_after: "+v+"\n"), "x.yaml", noEnv)
+		if err == nil || !strings.Contains(err.Error(), "line 2: jobs.rescue_after") {
+			t.Errorf("rescue_after %s: %v", v, err)
+		}
+	}
+	if cfg, err := Parse([]byte("jobs:\n  rescue_after: 30s\n"), "x.yaml", noEnv); err != nil || time.Duration(cfg.Jobs.RescueAfter) != 30*time.Second {
+		t.Errorf("rescue_after 30s: %+v %v", cfg.Jobs, err)
+	}
+}
+
 func problems(t *testing.T, err error) []Problem {
 	t.Helper()
 	var ce *Error

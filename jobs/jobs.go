@@ -23,8 +23,9 @@
 // stops gracefully (Queue.Stop) cancels its running jobs, which River
 // schedules again, so the next start (this node or another sharing the
 // PostgreSQL queue) runs them. A process that dies mid-job leaves the row
-// running until River's rescuer (RescueStuckJobsAfter) makes it available
-// again.
+// running: streamd's own rescuer (liveness.go) runs it again once its
+// worker has stopped proving it is alive for Config.RescueAfter — River's
+// rescuer cannot tell a dead encode from a long one.
 package jobs
 
 import (
@@ -33,15 +34,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"log/slog"
 	"math"
 	"net/url"
 	"os"
 	"path"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -56,7 +54,6 @@ import (
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
 
 	"github.com/streamd/streamd/store"
-	"github.com/streamd/streamd/store/fsstore"
 	"github.com/streamd/streamd/transcode"
 	"github.com/streamd/streamd/vod"
 )
@@ -107,10 +104,11 @@ type Config struct {
 	// ProgressEvery throttles the progress written to the content item
 	// (default 1 s).
 	ProgressEvery time.Duration
-	// RescueStuckJobsAfter is how long a job may stay running before River
-	// assumes its process died and runs it again (default 12 h: longer
-	// than any encode, since a live job must not run twice).
-	RescueStuckJobsAfter time.Duration
+	// RescueAfter is how long a running job's worker may go without
+	// proving it is alive (it does so every RescueAfter/4) before any
+	// started queue sharing the database runs the job again (default 1m;
+	// see liveness.go).
+	RescueAfter time.Duration
 	// PollInterval is how often a node looks for jobs inserted elsewhere
 	// (default River's 1 s).
 	PollInterval time.Duration
@@ -141,6 +139,9 @@ type Queue struct {
 	listJobs func(ctx context.Context, contentID string) ([]*rivertype.JobRow, error)
 	// pending reports whether any job is waiting or running.
 	pending func(ctx context.Context) (bool, error)
+	// rescuer runs again the jobs of crashed workers while the client runs.
+	rescuer    *rescuer
+	stopRescue func()
 	// lazy (SQLite, one node) starts the River client only when there is
 	// work: even in poll-only mode an idle client polls several times a
 	// second, which a live-only server should not pay for.
@@ -161,8 +162,8 @@ func (c *Config) defaults() {
 	if c.ProgressEvery <= 0 {
 		c.ProgressEvery = time.Second
 	}
-	if c.RescueStuckJobsAfter <= 0 {
-		c.RescueStuckJobsAfter = 12 * time.Hour
+	if c.RescueAfter <= 0 {
+		c.RescueAfter = time.Minute
 	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
@@ -175,24 +176,45 @@ func (c *Config) defaults() {
 // ~2.5 % of a core. Poll-only mode drops it; new jobs are then found by
 // the fetch poll (PollInterval) — seconds of delay on jobs that take
 // minutes — and the one node elects itself leader by polling too.
-func riverConfigFor(cfg Config, sqlite bool) *river.Config {
-	rc := riverConfig(cfg)
+func riverConfigFor(cfg Config, w *worker, sqlite bool) *river.Config {
+	rc := riverConfig(cfg, w)
 	rc.PollOnly = sqlite
 	return rc
 }
 
-func riverConfig(cfg Config) *river.Config {
+// riverConfig leaves River's own rescuer out of VOD jobs: with JobTimeout
+// -1 (an encode takes as long as it takes; Stop cancels it) River's
+// rescuer never retries a job of this kind, whatever RescueStuckJobsAfter
+// says — and it could not do better, since it only knows when an attempt
+// started, not whether its worker still runs. A positive JobTimeout would
+// have River cancel long encodes. Crashed nodes' jobs are rescued from
+// their heartbeats instead (liveness.go).
+func riverConfig(cfg Config, w *worker) *river.Config {
 	workers := river.NewWorkers()
-	river.AddWorker(workers, &worker{cfg: cfg, log: cfg.Log.With("component", "vodjobs")})
+	river.AddWorker(workers, w)
 	return &river.Config{
-		Queues:               map[string]river.QueueConfig{QueueName: {MaxWorkers: cfg.MaxWorkers}},
-		Workers:              workers,
-		JobTimeout:           -1, // an encode takes as long as it takes; Stop cancels it
-		RescueStuckJobsAfter: cfg.RescueStuckJobsAfter,
-		MaxAttempts:          cfg.MaxAttempts,
-		FetchPollInterval:    cfg.PollInterval,
-		Logger:               cfg.Log.With("component", "river"),
+		Queues:            map[string]river.QueueConfig{QueueName: {MaxWorkers: cfg.MaxWorkers}},
+		Workers:           workers,
+		JobTimeout:        -1,
+		MaxAttempts:       cfg.MaxAttempts,
+		FetchPollInterval: cfg.PollInterval,
+		Logger:            cfg.Log.With("component", "river"),
 	}
+}
+
+func newWorker(cfg Config) *worker {
+	return &worker{cfg: cfg, log: cfg.Log.With("component", "vodjobs")}
+}
+
+// wire gives the queue and its worker what they need of the River client.
+func wire[TTx any](q *Queue, w *worker, rc *river.Client[TTx]) {
+	w.update = rc.JobUpdate
+	q.listJobs = func(ctx context.Context, id string) ([]*rivertype.JobRow, error) {
+		return listJobs(ctx, rc, id)
+	}
+	q.pending = func(ctx context.Context) (bool, error) { return anyPending(ctx, rc) }
+	q.rescuer = newRescuer(q.cfg, func(ctx context.Context) ([]*rivertype.JobRow, error) { return runningJobs(ctx, rc) },
+		rc.Driver().GetExecutor())
 }
 
 // OpenSQLite opens (creating when missing) the job database at path — its
@@ -221,16 +243,14 @@ func OpenSQLite(ctx context.Context, path string, cfg Config) (*Queue, error) {
 		db.Close()
 		return nil, fmt.Errorf("job queue at %s: %w", path, err)
 	}
-	rc, err := river.NewClient(driver, riverConfigFor(cfg, true))
+	w := newWorker(cfg)
+	rc, err := river.NewClient(driver, riverConfigFor(cfg, w, true))
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("job queue at %s: %w", path, err)
 	}
 	qq := &Queue{cfg: cfg, client: rc, log: cfg.Log, closeDB: func() { db.Close() }}
-	qq.listJobs = func(ctx context.Context, id string) ([]*rivertype.JobRow, error) {
-		return listJobs(ctx, rc, id)
-	}
-	qq.pending = func(ctx context.Context) (bool, error) { return anyPending(ctx, rc) }
+	wire(qq, w, rc)
 	qq.lazy = true
 	return qq, nil
 }
@@ -251,16 +271,14 @@ func OpenPostgres(ctx context.Context, dbURL string, cfg Config) (*Queue, error)
 		pool.Close()
 		return nil, fmt.Errorf("job queue: %w", err)
 	}
-	rc, err := river.NewClient(driver, riverConfigFor(cfg, false))
+	w := newWorker(cfg)
+	rc, err := river.NewClient(driver, riverConfigFor(cfg, w, false))
 	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("job queue: %w", err)
 	}
 	qq := &Queue{cfg: cfg, client: rc, log: cfg.Log, closeDB: pool.Close}
-	qq.listJobs = func(ctx context.Context, id string) ([]*rivertype.JobRow, error) {
-		return listJobs(ctx, rc, id)
-	}
-	qq.pending = func(ctx context.Context) (bool, error) { return anyPending(ctx, rc) }
+	wire(qq, w, rc)
 	return qq, nil
 }
 
@@ -345,6 +363,7 @@ func (q *Queue) ensureStarted() error {
 		return err
 	}
 	q.started = true
+	q.stopRescue = q.rescuer.start(q.startCtx)
 	return nil
 }
 
@@ -413,6 +432,7 @@ func (q *Queue) Stop(ctx context.Context) error {
 	defer q.mu.Unlock()
 	q.startCtx = nil // no lazy start after Stop
 	if q.started {
+		q.stopRescue()
 		if err = q.client.Stop(ctx); err != nil {
 			cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			err = q.client.StopAndCancel(cctx)
@@ -443,6 +463,8 @@ type worker struct {
 	river.WorkerDefaults[TranscodeArgs]
 	cfg Config
 	log *slog.Logger
+	// update is the client's JobUpdate: the heartbeat (liveness.go).
+	update jobUpdater
 }
 
 // Work downloads the master, transcodes it, stores the output under
@@ -451,7 +473,11 @@ type worker struct {
 func (w *worker) Work(ctx context.Context, job *river.Job[TranscodeArgs]) error {
 	a := job.Args
 	log := w.log.With("content", a.ContentID, "job", job.ID, "attempt", job.Attempt)
+	ctx, lost := context.WithCancelCause(ctx)
+	defer lost(nil)
+	stopBeats := w.keepAlive(ctx, job.JobRow, lost, log)
 	err := w.run(ctx, a, job.Attempt, log)
+	stopBeats()
 	if err == nil {
 		return nil
 	}
@@ -582,85 +608,5 @@ func (w *worker) run(ctx context.Context, a TranscodeArgs, attempt int, log *slo
 		return err
 	}
 	log.Info("transcode ready", "renditions", len(res.Video), "audio", len(res.Audio), "elapsed", res.Elapsed)
-	return nil
-}
-
-// download streams the master into dir, keeping its file name.
-func (w *worker) download(ctx context.Context, key, dir string) (string, error) {
-	rc, _, err := w.cfg.Objects.Get(ctx, key, nil)
-	if err != nil {
-		return "", fmt.Errorf("master %s: %w", key, err)
-	}
-	defer rc.Close()
-	name := path.Base(key)
-	if name == "." || name == "/" || name == "" {
-		name = "master"
-	}
-	p := filepath.Join(dir, "master-"+name)
-	f, err := os.Create(p)
-	if err != nil {
-		return "", err
-	}
-	if _, err := io.Copy(f, rc); err != nil {
-		f.Close()
-		return "", fmt.Errorf("downloading master %s: %w", key, err)
-	}
-	if err := f.Close(); err != nil {
-		return "", err
-	}
-	return p, nil
-}
-
-// storeTree uploads every file under dir to prefix+relative path, the
-// manifests last: a player that finds index.m3u8 or manifest.mpd finds
-// everything they name.
-func (w *worker) storeTree(ctx context.Context, dir, prefix string, progress func(float64)) error {
-	var files []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		files = append(files, filepath.ToSlash(rel))
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	rank := func(rel string) int {
-		switch {
-		case rel == "index.m3u8" || rel == "manifest.mpd":
-			return 2
-		case strings.HasSuffix(rel, ".m3u8"):
-			return 1
-		}
-		return 0
-	}
-	slices.SortStableFunc(files, func(a, b string) int { return rank(a) - rank(b) })
-	for i, rel := range files {
-		if err := w.putFile(ctx, filepath.Join(dir, filepath.FromSlash(rel)), prefix+rel); err != nil {
-			return err
-		}
-		progress(float64(i+1) / float64(len(files)))
-	}
-	return nil
-}
-
-func (w *worker) putFile(ctx context.Context, p, key string) error {
-	f, err := os.Open(p)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if err := w.cfg.Objects.Put(ctx, key, f, fi.Size(), fsstore.ContentType(key)); err != nil {
-		return fmt.Errorf("storing %s: %w", key, err)
-	}
 	return nil
 }

@@ -26,10 +26,12 @@ const smallJob = `{"rungs":[
  "segment_duration":"1s","audio_bitrate":"64k"}`
 
 type env struct {
-	objs store.Objects
-	meta store.Meta
-	cfg  Config
-	open func(t *testing.T) *Queue
+	dir   string // objects/, streamd.db and jobs.db (SQLite) are in it
+	pgURL string // the PostgreSQL database, when on PostgreSQL
+	objs  store.Objects
+	meta  store.Meta
+	cfg   Config
+	open  func(t *testing.T) *Queue
 }
 
 func newEnv(t *testing.T, postgres bool) *env {
@@ -40,10 +42,11 @@ func newEnv(t *testing.T, postgres bool) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{objs: objs}
+	e := &env{dir: dir, objs: objs}
 	var pgURL string
 	if postgres {
 		pgURL = testenv.Postgres(t)
+		e.pgURL = pgURL
 		db, err := pgmeta.Open(ctx, pgURL, pgmeta.Options{})
 		if err != nil {
 			t.Fatal(err)

@@ -44,7 +44,10 @@ func openJobs(ctx context.Context, cfg configs.Config, objs store.Objects, meta 
 		FFmpeg:     ffmpeg,
 		Encoder:    encoder,
 		MaxWorkers: cfg.Transcode.MaxVODWorkers,
-		Log:        log,
+		// A crashed node's running jobs run again this long after its
+		// last heartbeat (jobs/liveness.go).
+		RescueAfter: time.Duration(cfg.Jobs.RescueAfter),
+		Log:         log,
 		// An idle server should cost nothing: River polls for jobs
 		// inserted by other processes, and on SQLite (no LISTEN/NOTIFY)
 		// every poll is a query. A VOD job waits a few seconds at most.
