@@ -62,6 +62,9 @@ type env struct {
 	sessions store.Sessions
 	meta     store.Meta
 	secrets  []string // passwords, tokens and stream keys that must never be logged
+	// wrap, when a setup sets it, wraps the API's handler as streamd's
+	// server does (LimitBodies, security headers).
+	wrap func(http.Handler) http.Handler
 }
 
 type backend func(t *testing.T) (store.Meta, store.Sessions)
@@ -124,6 +127,9 @@ func newEnvWith(t *testing.T, open backend, limits api.Limits, cfg auth.Config, 
 		setup(e, &d)
 	}
 	srv.Config.Handler = api.New(d)
+	if e.wrap != nil {
+		srv.Config.Handler = e.wrap(srv.Config.Handler)
+	}
 	srv.Start()
 	t.Cleanup(func() {
 		srv.Close()

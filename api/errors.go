@@ -25,6 +25,7 @@ var status = map[auth.Code]int{
 	codeMethodNotAllowed:      http.StatusMethodNotAllowed,
 	codeTooLarge:              http.StatusRequestEntityTooLarge,
 	codeUnsupportedMedia:      http.StatusUnsupportedMediaType,
+	codeBodyTimeout:           http.StatusRequestTimeout,
 }
 
 // Codes the HTTP layer adds to auth's.
@@ -32,6 +33,7 @@ const (
 	codeMethodNotAllowed auth.Code = "method_not_allowed"
 	codeTooLarge         auth.Code = "too_large"
 	codeUnsupportedMedia auth.Code = "unsupported_media_type"
+	codeBodyTimeout      auth.Code = "request_timeout"
 )
 
 type errorBody struct {
@@ -74,6 +76,10 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 	case st == http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="streamd"`)
+	case st == http.StatusRequestTimeout:
+		// The rest of the body is still on the wire: it must not be
+		// read as the next request.
+		w.Header().Set("Connection", "close")
 	}
 	var body errorBody
 	body.Error.Code, body.Error.Message = e.Code, msg

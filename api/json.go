@@ -6,6 +6,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"os"
 
 	"github.com/streamd/streamd/auth"
 )
@@ -31,6 +32,9 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 		if errors.As(err, &tooBig) {
 			return apiError(codeTooLarge, "request body over 1 MiB")
 		}
+		if errors.Is(err, os.ErrDeadlineExceeded) { // LimitBodies cut it
+			return apiError(codeBodyTimeout, "request body arrived too slowly")
+		}
 		if errors.Is(err, io.EOF) {
 			return apiError(auth.CodeInvalidArgument, "request body is empty; want a JSON object")
 		}
@@ -42,6 +46,9 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return apiError(codeTooLarge, "request body over 1 MiB")
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return apiError(codeBodyTimeout, "request body arrived too slowly")
 		}
 		return apiError(auth.CodeInvalidArgument, "invalid JSON: data after the object")
 	}

@@ -183,6 +183,12 @@ type HTTP struct {
 	// CacheMB is the origin's in-memory hot cache for segments and
 	// playlists, in MiB; 0 turns it off.
 	CacheMB int `yaml:"cache_mb"`
+	// Request bodies (see api.LimitBodies): BodyTimeout is the longest an
+	// ordinary body may take to arrive; every body, uploads included,
+	// must average MinBodyRateKiB KiB/s over each BodyRateWindow.
+	BodyTimeout    Duration `yaml:"body_timeout"`
+	MinBodyRateKiB int      `yaml:"min_body_rate_kib"`
+	BodyRateWindow Duration `yaml:"body_rate_window"`
 }
 
 type RTMP struct {
@@ -254,7 +260,7 @@ func Defaults() Config {
 	c := Config{
 		Log:     Log{Level: "info", Format: "text"},
 		DataDir: "./data",
-		HTTP:    HTTP{Addr: ":8080", AllowedOrigins: []string{"*"}, CacheMB: 256},
+		HTTP:    HTTP{Addr: ":8080", AllowedOrigins: []string{"*"}, CacheMB: 256, BodyTimeout: Duration(30 * time.Second), MinBodyRateKiB: 16, BodyRateWindow: Duration(30 * time.Second)},
 		RTMP:    RTMP{Addr: ":1935"},
 		RTSP:    RTSP{Addr: ":8554", UDPRTPAddr: ":8000", UDPRTCPAddr: ":8001"},
 		Storage: Storage{
@@ -409,6 +415,7 @@ func (c *Config) Validate() []Problem {
 	if c.HTTP.CacheMB < 0 {
 		add("http.cache_mb", "%d must be 0 (no cache) or more", c.HTTP.CacheMB)
 	}
+	ps = append(ps, validateServer(c)...)
 	checkAddr("rtmp.addr", c.RTMP.Addr, false)
 	checkAddr("rtsp.addr", c.RTSP.Addr, false)
 	checkAddr("rtsp.udp_rtp_addr", c.RTSP.UDPRTPAddr, false)

@@ -357,3 +357,22 @@ func TestStateFollowsDataDir(t *testing.T) {
 		t.Fatalf("an explicit url was replaced: %q", cfg.Storage.Meta.URL)
 	}
 }
+
+func TestBodyLimitKeys(t *testing.T) {
+	for _, c := range []struct{ yaml, key string }{
+		{"http:\n  body_timeout: 500ms\n", "line 2: http.body_timeout"},
+		{"http:\n  body_timeout: 1h\n", "line 2: http.body_timeout"},
+		{"http:\n  min_body_rate_kib: -1\n", "line 2: http.min_body_rate_kib"},
+		{"http:\n  body_rate_window: 0s\n", "line 2: http.body_rate_window"},
+	} {
+		if _, err := Parse([]byte(c.yaml), "x.yaml", noEnv); err == nil || !strings.Contains(err.Error(), c.key) {
+			t.Errorf("%q: %v", c.yaml, err)
+		}
+	}
+	env := map[string]string{"STREAMD_HTTP_BODY_TIMEOUT": "5s", "STREAMD_HTTP_MIN_BODY_RATE_KIB": "0"}
+	cfg, err := Parse(DefaultFile(), "d", func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil || time.Duration(cfg.HTTP.BodyTimeout) != 5*time.Second || cfg.HTTP.MinBodyRateKiB != 0 ||
+		time.Duration(cfg.HTTP.BodyRateWindow) != 30*time.Second {
+		t.Fatalf("%+v %v", cfg.HTTP, err)
+	}
+}

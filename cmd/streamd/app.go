@@ -214,7 +214,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.HTTPAddr = m.httpLn.Addr()
 	m.http = &http.Server{
-		Handler:           refuseDotSegments(mux),
+		Handler:           serverHandler(cfg, mux, m.Log),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(m.Log.With("component", "http").Handler(), slog.LevelWarn),
