@@ -17,10 +17,14 @@ run: build
 	./$(BIN) serve $(ARGS)
 
 ## test: install what the tests need (ffmpeg, chromium) and run the whole suite under -race.
+## scripts/testreport prints failures and the counts; under CI=true a skip
+## not listed in scripts/skip-allow.txt fails the run.
 test:
 	bash scripts/deps.sh test
 	$(GO) vet $(PKGS)
-	bash scripts/testenv.sh $(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(GO) build -o bin/testreport ./scripts/testreport
+	bash scripts/testenv.sh ./bin/testreport -allow scripts/skip-allow.txt -- \
+		$(GO) test -json -race -count=1 -timeout 20m $(PKGS)
 
 ## test-short: unit tests only, no outside programs.
 test-short:
