@@ -8,7 +8,8 @@ import (
 )
 
 // LockoutConfig is the login lockout: after MaxFailures wrong passwords
-// within Window, logins to that account are refused for Duration.
+// or second-factor codes (together) within Window, logins to that
+// account are refused for Duration.
 type LockoutConfig struct {
 	MaxFailures int           // default 5
 	Window      time.Duration // default 15 min
@@ -26,6 +27,10 @@ func (c *LockoutConfig) defaults() {
 		c.Duration = 15 * time.Minute
 	}
 }
+
+// userLockKey is the lockout key of a known account: wrong passwords and
+// wrong MFA codes count under it together.
+func userLockKey(uid string) string { return "user:" + uid }
 
 // locked returns how long the account under key stays locked (0: not).
 func (s *Service) locked(ctx context.Context, key string) (time.Duration, error) {

@@ -115,10 +115,10 @@ func (s *Service) DisableMFA(ctx context.Context, userID, code string) error {
 		return s.storeErr(err)
 	}
 	if !m.ConfirmedAt.IsZero() {
-		if ok, err := s.secondFactor(ctx, userID, m, code); err != nil {
+		// A stolen access token must not become a way to guess the
+		// second factor: wrong codes here count like wrong logins.
+		if err := s.checkSecondFactor(ctx, userID, m, code); err != nil {
 			return err
-		} else if !ok {
-			return errBadCode()
 		}
 	}
 	s.log.Info("MFA turned off", "user", userID)
@@ -153,13 +153,8 @@ func (s *Service) VerifyMFA(ctx context.Context, mfaToken, code string) (TokenPa
 	if err != nil {
 		return TokenPair{}, s.storeErr(err)
 	}
-	ok, err := s.secondFactor(ctx, uid, m, code)
-	if err != nil {
+	if err := s.checkSecondFactor(ctx, uid, m, code); err != nil {
 		return TokenPair{}, err
-	}
-	if !ok {
-		s.log.Info("wrong second factor", "user", uid)
-		return TokenPair{}, errBadCode()
 	}
 	// One success per challenge, even when two answers race.
 	if won, err := s.sessions.Incr(ctx, "auth:mfa_done:"+h, s.cfg.MFAChallengeTTL); err != nil {
@@ -170,11 +165,42 @@ func (s *Service) VerifyMFA(ctx context.Context, mfaToken, code string) (TokenPa
 	if err := s.sessions.Delete(ctx, "auth:mfa_challenge:"+h); err != nil {
 		return TokenPair{}, s.storeErr(err)
 	}
+	// The whole login succeeded: only now are earlier failures forgiven
+	// (see Login).
+	if err := s.sessions.Delete(ctx, "auth:fail:"+userLockKey(uid)); err != nil {
+		return TokenPair{}, s.storeErr(err)
+	}
 	u, err := s.users.GetUser(ctx, uid)
 	if err != nil {
 		return TokenPair{}, s.storeErr(err)
 	}
 	return s.startSession(ctx, u)
+}
+
+// checkSecondFactor answers a code for the account's MFA. A challenge's
+// own limit (MFAAttempts) is not enough: whoever knows the password gets
+// a new challenge with every login, 5 more guesses each time. So a wrong
+// code counts towards the account's login lockout, like a wrong
+// password, and a locked account has no code checked at all.
+func (s *Service) checkSecondFactor(ctx context.Context, uid string, m store.MFA, code string) error {
+	key := userLockKey(uid)
+	if left, err := s.locked(ctx, key); err != nil {
+		return err
+	} else if left > 0 {
+		return &Error{Code: CodeRateLimited, Message: "too many failed attempts; try again later", RetryAfter: left}
+	}
+	ok, err := s.secondFactor(ctx, uid, m, code)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		if err := s.failed(ctx, key); err != nil {
+			return err
+		}
+		s.log.Info("wrong second factor", "user", uid)
+		return errBadCode()
+	}
+	return nil
 }
 
 // secondFactor checks a TOTP code (6 digits) or else a recovery code.

@@ -195,8 +195,9 @@ type LoginResult struct {
 }
 
 // Login checks a password. An account is locked (CodeRateLimited with
-// RetryAfter) after Lockout.MaxFailures wrong passwords; a locked account
-// does not even have its password checked, so guessing stops.
+// RetryAfter) after Lockout.MaxFailures wrong passwords or MFA codes; a
+// locked account does not even have its password checked, so guessing
+// stops.
 func (s *Service) Login(ctx context.Context, login, password string) (LoginResult, error) {
 	if login == "" || password == "" || len(login) > 320 || len(password) > MaxPasswordLen {
 		return LoginResult{}, errBadLogin()
@@ -210,7 +211,7 @@ func (s *Service) Login(ctx context.Context, login, password string) (LoginResul
 	// lockout does not reveal which accounts exist.
 	lockKey := "login:" + tokenKey(strings.ToLower(login))
 	if known {
-		lockKey = "user:" + u.ID
+		lockKey = userLockKey(u.ID)
 	}
 	if left, err := s.locked(ctx, lockKey); err != nil {
 		return LoginResult{}, err
@@ -238,9 +239,6 @@ func (s *Service) Login(ctx context.Context, login, password string) (LoginResul
 		s.log.Info("login failed", "user", u.ID, "known", known)
 		return LoginResult{}, errBadLogin()
 	}
-	if err := s.sessions.Delete(ctx, "auth:fail:"+lockKey); err != nil {
-		return LoginResult{}, s.storeErr(err)
-	}
 	if rehash {
 		if h, err := s.hasher.Hash(ctx, password); err == nil {
 			if _, err := s.users.UpdateUser(ctx, u.ID, store.UserUpdate{PasswordHash: &h}); err != nil {
@@ -248,7 +246,19 @@ func (s *Service) Login(ctx context.Context, login, password string) (LoginResul
 			}
 		}
 	}
-	return s.finishLogin(ctx, u)
+	res, err := s.finishLogin(ctx, u)
+	if err != nil {
+		return LoginResult{}, err
+	}
+	// Failures are forgiven once the whole login succeeded: for an account
+	// with MFA that is VerifyMFA's success, else knowing the password
+	// would reset the count of wrong codes at every new challenge.
+	if res.Tokens != nil {
+		if err := s.sessions.Delete(ctx, "auth:fail:"+lockKey); err != nil {
+			return LoginResult{}, s.storeErr(err)
+		}
+	}
+	return res, nil
 }
 
 // finishLogin is the end of every login whose first factor succeeded
@@ -528,7 +538,7 @@ func (s *Service) ChangePassword(ctx context.Context, p Principal, current, next
 	if err := CheckPassword(next, u.Email, u.Username); err != nil {
 		return err
 	}
-	lockKey := "user:" + u.ID
+	lockKey := userLockKey(u.ID)
 	if u.PasswordHash != "" {
 		if left, err := s.locked(ctx, lockKey); err != nil {
 			return err

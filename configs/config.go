@@ -48,8 +48,9 @@ type Auth struct {
 	JWTKeyFile string   `yaml:"jwt_key_file"`
 	AccessTTL  Duration `yaml:"access_ttl"`
 	RefreshTTL Duration `yaml:"refresh_ttl"`
-	// Lockout: this many failed logins within lockout_window lock the
-	// account for lockout_duration.
+	// Lockout: this many failed logins (wrong passwords and MFA codes
+	// together) within lockout_window lock the account for
+	// lockout_duration.
 	LockoutFailures int      `yaml:"lockout_failures"`
 	LockoutWindow   Duration `yaml:"lockout_window"`
 	LockoutDuration Duration `yaml:"lockout_duration"`
