@@ -281,6 +281,21 @@ func errConfigManaged(what string) error {
 		" (edit the channels list, or delete the channel's key file for a new generated key, and restart)")
 }
 
+// ChannelObjects is an optional part of a ChannelStore: what a channel
+// leaves in the object store (its live/{name}/ playlists and segments,
+// see playback.ChannelObjects).
+type ChannelObjects interface {
+	// RemoveChannelObjects deletes them all and returns once none is
+	// left; an *auth.Error (conflict) says why it cannot now.
+	RemoveChannelObjects(ctx context.Context, name string) error
+}
+
+// deleteChannel removes a channel with its live objects. They go first:
+// until they are gone the channel stays, so its name cannot be taken by
+// another publisher whose channel would serve them under its own
+// visibility (a protected recording made public). A sweep after the row
+// is gone catches a segment written meanwhile. A store without
+// ChannelObjects deletes the row only.
 func (a *API) deleteChannel(w http.ResponseWriter, r *http.Request) {
 	cs, ch, ok := a.ownedChannel(w, r)
 	if !ok {
@@ -290,9 +305,25 @@ func (a *API) deleteChannel(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, errConfigManaged("decides which channels exist"))
 		return
 	}
+	objs, _ := cs.(ChannelObjects)
+	if objs != nil {
+		if err := objs.RemoveChannelObjects(r.Context(), ch.Name); err != nil {
+			var ae *auth.Error
+			if !errors.As(err, &ae) {
+				err = &auth.Error{Code: auth.CodeUnavailable, Message: "the channel's recordings cannot be removed now; try again", Err: err}
+			}
+			a.writeError(w, r, err)
+			return
+		}
+	}
 	if err := cs.DeleteChannel(r.Context(), ch.Name); err != nil {
 		a.writeError(w, r, storeError(err, "channel"))
 		return
+	}
+	if objs != nil {
+		if err := objs.RemoveChannelObjects(context.WithoutCancel(r.Context()), ch.Name); err != nil {
+			a.log.WarnContext(r.Context(), "objects of a deleted channel left behind", "channel", ch.Name, "err", err)
+		}
 	}
 	a.log.InfoContext(r.Context(), "channel deleted", "channel", ch.Name, "user", principal(r).UserID)
 	w.WriteHeader(http.StatusNoContent)

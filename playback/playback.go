@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"time"
 
@@ -54,6 +55,11 @@ const DefaultMemoTTL = 2 * time.Second
 // channel or item per MemoTTL, however many viewers ask), and concurrent
 // misses of one name share one read.
 //
+// A name the store does not know fails closed: Protected says it needs a
+// token (none can be issued for it) and Gate answers 404. Objects of a
+// deleted channel or item must never become public, nor be served under
+// the visibility of a new channel that takes the name.
+//
 // When the metadata store does not answer, the last answer it gave for
 // that name stands (logged): a database blip must not stop every viewer
 // of every channel, and a visibility that was true a moment ago is the
@@ -61,10 +67,19 @@ const DefaultMemoTTL = 2 * time.Second
 // fails closed).
 type Policy struct {
 	meta Meta
-	memo *otter.Cache[string, bool]
-	last *otter.Cache[string, bool] // the last answer the store gave, per name
+	memo *otter.Cache[string, access]
+	last *otter.Cache[string, access] // the last answer the store gave, per name
 	log  *slog.Logger
 }
+
+// access is what the store says of a channel or item.
+type access uint8
+
+const (
+	accessUnknown access = iota // no such channel or item
+	accessPublic
+	accessProtected
+)
 
 // NewPolicy reads visibilities from meta; ttl <= 0 means DefaultMemoTTL.
 // log may be nil.
@@ -76,29 +91,46 @@ func NewPolicy(meta Meta, ttl time.Duration, log *slog.Logger) *Policy {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Policy{meta: meta, log: log.With("component", "playback"),
-		memo: otter.Must(&otter.Options[string, bool]{
+		memo: otter.Must(&otter.Options[string, access]{
 			MaximumSize:      100_000,
-			ExpiryCalculator: otter.ExpiryWriting[string, bool](ttl),
+			ExpiryCalculator: otter.ExpiryWriting[string, access](ttl),
 		}),
-		last: otter.Must(&otter.Options[string, bool]{MaximumSize: 100_000})}
+		last: otter.Must(&otter.Options[string, access]{MaximumSize: 100_000})}
 }
 
-// Protected reports whether the object key (no leading slash) belongs to
-// a protected channel or catalog item. Keys outside live/{channel}/ and
-// vod/{id}/, and names the store does not know, are public: there is
-// nothing to protect them with. An unreachable store is an error (the
-// origin then fails closed).
+// Protected reports whether the object key (no leading slash) needs a
+// playback token: it belongs to a protected channel or catalog item, or
+// to a name the store does not know (fail closed). Keys outside
+// live/{channel}/ and vod/{id}/ are public: there is nothing to protect
+// them with. An unreachable store is an error (the origin then fails
+// closed).
 func (p *Policy) Protected(ctx context.Context, key string) (bool, error) {
+	a, ok, err := p.access(ctx, key)
+	return ok && a != accessPublic, err
+}
+
+// access is the channel's or item's access for key; ok is false for keys
+// that belong to neither.
+func (p *Policy) access(ctx context.Context, key string) (access, bool, error) {
 	memoKey, ok := resource(key)
 	if !ok {
-		return false, nil
+		return 0, false, nil
 	}
 	// Every request of every viewer passes here: the hit path allocates
 	// nothing (memoKey is a substring of key).
-	if prot, ok := p.memo.GetIfPresent(memoKey); ok {
-		return prot, nil
+	if a, ok := p.memo.GetIfPresent(memoKey); ok {
+		return a, true, nil
 	}
-	return p.memo.Get(ctx, memoKey, otter.LoaderFunc[string, bool](p.load))
+	a, err := p.memo.Get(ctx, memoKey, otter.LoaderFunc[string, access](p.load))
+	return a, true, err
+}
+
+// ForgetChannel drops what the policy remembers of a channel, so that a
+// deletion or a change made on this node takes effect here at once
+// (other nodes follow within the memo's TTL).
+func (p *Policy) ForgetChannel(name string) {
+	p.memo.Invalidate(LivePrefix + name)
+	p.last.Invalidate(LivePrefix + name)
 }
 
 // resource maps a key to "live/{name}" or "vod/{id}".
@@ -117,7 +149,7 @@ func resource(key string) (string, bool) {
 	return "", false
 }
 
-func (p *Policy) load(ctx context.Context, memoKey string) (bool, error) {
+func (p *Policy) load(ctx context.Context, memoKey string) (access, error) {
 	var vis store.Visibility
 	var err error
 	if name, ok := strings.CutPrefix(memoKey, LivePrefix); ok {
@@ -131,21 +163,40 @@ func (p *Policy) load(ctx context.Context, memoKey string) (bool, error) {
 	}
 	switch {
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrInvalid):
-		p.last.Set(memoKey, false)
-		return false, nil
+		p.last.Set(memoKey, accessUnknown)
+		return accessUnknown, nil
 	case err != nil:
-		if prot, ok := p.last.GetIfPresent(memoKey); ok {
+		if a, ok := p.last.GetIfPresent(memoKey); ok {
 			// Remembered for the memo's lifetime: one warning per name per
 			// MemoTTL while the store is down.
 			p.log.WarnContext(ctx, "metadata store unavailable; keeping the last known visibility",
-				"resource", memoKey, "protected", prot, "err", err)
-			return prot, nil
+				"resource", memoKey, "protected", a == accessProtected, "known", a != accessUnknown, "err", err)
+			return a, nil
 		}
-		return false, fmt.Errorf("visibility of %s: %w", memoKey, err)
+		return accessUnknown, fmt.Errorf("visibility of %s: %w", memoKey, err)
 	}
-	prot := vis == store.VisibilityProtected
-	p.last.Set(memoKey, prot)
-	return prot, nil
+	a := accessPublic
+	if vis == store.VisibilityProtected {
+		a = accessProtected
+	}
+	p.last.Set(memoKey, a)
+	return a, nil
+}
+
+// Gate answers 404 for origin paths under /live/{name}/ and /vod/{id}/
+// whose channel or item the metadata store does not know, and passes
+// every other request to next (the origin). An unreachable store is left
+// to next, whose Protected call then fails closed with 503.
+func (p *Policy) Gate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a, ok, err := p.access(r.Context(), strings.TrimPrefix(r.URL.Path, "/"))
+		if ok && err == nil && a == accessUnknown {
+			w.Header().Set("Cache-Control", "no-store")
+			http.Error(w, "no such channel or item", http.StatusNotFound)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Issuer signs playback URLs.

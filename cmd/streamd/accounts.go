@@ -95,7 +95,8 @@ func signingKey(cfg configs.Config, log *slog.Logger) (ed25519.PrivateKey, error
 }
 
 // newAPI is the /api handler.
-func newAPI(cfg configs.Config, svc *auth.Service, meta store.Meta, sessions store.Sessions, signer api.PlaybackSigner, log *slog.Logger) http.Handler {
+// meta is the metadata store, channels as apiChannels wraps it.
+func newAPI(cfg configs.Config, svc *auth.Service, meta apiChannels, sessions store.Sessions, signer api.PlaybackSigner, log *slog.Logger) http.Handler {
 	d := api.Deps{Playback: signer,
 		Auth: svc, Users: svc, Limiter: rateLimiter(sessions),
 		Channels: meta, Content: meta, OIDCPostLoginURL: cfg.Auth.OIDCPostLoginURL,

@@ -178,14 +178,17 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	// metadata store (channels made protected through the API too).
 	// Tokens of users whose playback was revoked (log out everywhere, a
 	// lower tier...) are refused: the revocations are in the sessions store.
-	guard, err := origin.NewPolicyGuard(signer, playback.NewPolicy(m.Meta, 0, m.Log).Protected, nil)
+	// A channel or item the store does not know is a 404 (Gate), never
+	// public: a deleted channel's objects must not play.
+	policy := playback.NewPolicy(m.Meta, 0, m.Log)
+	guard, err := origin.NewPolicyGuard(signer, policy.Protected, nil)
 	if err != nil {
 		return err
 	}
 	ocfg.Guard = guard.WithRevocations(auth.NewPlaybackRevocations(m.Sessions, m.Log).Revoked)
 	og := origin.New(ocfg, objs, m.Log)
-	mux.Handle("/live/", og)
-	mux.Handle("/vod/", og) // assets stored under vod/{asset}/ (the layout streamd transcode writes)
+	mux.Handle("/live/", policy.Gate(og))
+	mux.Handle("/vod/", policy.Gate(og)) // catalog items' trees under vod/{id}/ (the layout streamd transcode writes)
 	mux.Handle("/healthz", origin.Health())
 	mux.Handle("/readyz", origin.Ready(objs, 0, m.Log))
 	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
@@ -195,7 +198,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	webUI := web.New(m.Hub, m.Log)
-	mux.Handle("/api/", newAPI(cfg, svc, m.Meta, m.Sessions, issuer(cfg, signer), m.Log))
+	chans := apiChannels{Meta: m.Meta, objects: &playback.ChannelObjects{Objects: objs, Policy: policy,
+		OnAir: onAir(m.Hub, m.packager), Log: m.Log}}
+	mux.Handle("/api/", newAPI(cfg, svc, chans, m.Sessions, issuer(cfg, signer), m.Log))
 	if m.Jobs, err = openJobs(ctx, cfg, objs, m.Meta, m.Log); err != nil {
 		return err
 	}

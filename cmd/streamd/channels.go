@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/streamd/streamd/api"
 	"github.com/streamd/streamd/live"
+	"github.com/streamd/streamd/packager"
+	"github.com/streamd/streamd/playback"
 	"github.com/streamd/streamd/store"
 )
 
@@ -145,4 +148,46 @@ func (s storeKeys) ChannelNames(ctx context.Context) ([]string, error) {
 		names[i] = c.Name
 	}
 	return names, nil
+}
+
+// apiChannels is the metadata store as the channel API sees it: deleting
+// a channel removes its live objects first (api.ChannelObjects), and a
+// name is taken again only once no object of an earlier channel of that
+// name is left — those would be served under the new channel's
+// visibility.
+type apiChannels struct {
+	store.Meta
+	objects *playback.ChannelObjects
+}
+
+var _ api.ChannelObjects = apiChannels{}
+
+// RemoveChannelObjects implements api.ChannelObjects.
+func (c apiChannels) RemoveChannelObjects(ctx context.Context, name string) error {
+	return c.objects.RemoveChannelObjects(ctx, name)
+}
+
+// CreateChannel removes what a deleted channel of that name may have left
+// (a segment its packager wrote after the delete, on another node) before
+// creating it; a name still in use is the store's conflict as usual.
+func (c apiChannels) CreateChannel(ctx context.Context, ch store.Channel, streamKey string) (store.Channel, error) {
+	if _, err := c.Meta.GetChannel(ctx, ch.Name); errors.Is(err, store.ErrNotFound) {
+		if err := c.objects.RemoveChannelObjects(ctx, ch.Name); err != nil {
+			return store.Channel{}, err
+		}
+	}
+	return c.Meta.CreateChannel(ctx, ch, streamKey)
+}
+
+// onAir reports whether this node publishes or still packages a channel
+// (after the publisher leaves, the packager ends the playlist end_grace
+// later).
+func onAir(hub *live.Hub, pk *packager.Packager) func(name string) bool {
+	return func(name string) bool {
+		if hub.Busy(name) != nil {
+			return true
+		}
+		st, ok := pk.Stats(name)
+		return ok && (st.Live || !st.Ended)
+	}
 }
