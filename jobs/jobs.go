@@ -46,10 +46,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
-	"github.com/riverqueue/river/rivermigrate"
 	"github.com/riverqueue/river/rivertype"
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
 
@@ -282,56 +280,12 @@ func OpenPostgres(ctx context.Context, dbURL string, cfg Config) (*Queue, error)
 	return qq, nil
 }
 
-// anyPending reports whether a transcode job waits or runs.
-func anyPending[TTx any](ctx context.Context, c *river.Client[TTx]) (bool, error) {
-	res, err := c.JobList(ctx, river.NewJobListParams().Kinds(TranscodeArgs{}.Kind()).
-		States(rivertype.JobStateAvailable, rivertype.JobStateRunning, rivertype.JobStateRetryable,
-			rivertype.JobStateScheduled, rivertype.JobStatePending).First(1))
-	if err != nil {
-		return false, fmt.Errorf("job queue: %w", err)
-	}
-	return len(res.Jobs) > 0, nil
-}
-
 func check(cfg *Config) error {
 	if cfg.Objects == nil || cfg.Meta == nil {
 		return errors.New("jobs: Objects and Meta are required")
 	}
 	cfg.defaults()
 	return nil
-}
-
-func migrate[TTx any](ctx context.Context, d riverdriver.Driver[TTx]) error {
-	m, err := rivermigrate.New(d, nil)
-	if err != nil {
-		return err
-	}
-	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
-		return fmt.Errorf("river migrations: %w", err)
-	}
-	return nil
-}
-
-// listJobs returns the transcode jobs of one content item that have not
-// finished, newest first. The list is by kind and state, filtered here:
-// a content item has a handful of jobs at most.
-func listJobs[TTx any](ctx context.Context, c *river.Client[TTx], contentID string) ([]*rivertype.JobRow, error) {
-	params := river.NewJobListParams().Kinds(TranscodeArgs{}.Kind()).
-		States(rivertype.JobStateAvailable, rivertype.JobStateRunning, rivertype.JobStateRetryable,
-			rivertype.JobStateScheduled, rivertype.JobStatePending).
-		OrderBy(river.JobListOrderByID, river.SortOrderDesc).First(1000)
-	res, err := c.JobList(ctx, params)
-	if err != nil {
-		return nil, err
-	}
-	var out []*rivertype.JobRow
-	for _, j := range res.Jobs {
-		var a TranscodeArgs
-		if json.Unmarshal(j.EncodedArgs, &a) == nil && a.ContentID == contentID {
-			out = append(out, j)
-		}
-	}
-	return out, nil
 }
 
 // Start starts working jobs — on SQLite only once there is a job to

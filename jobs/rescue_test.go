@@ -198,7 +198,9 @@ func testLongJob(t *testing.T, postgres bool) {
 }
 
 // fakeExec records rescues.
-type fakeExec struct{ got []*riverdriver.JobRescueManyParams }
+type fakeExec struct {
+	got []*riverdriver.JobRescueManyParams
+}
 
 func (f *fakeExec) JobRescueMany(_ context.Context, p *riverdriver.JobRescueManyParams) (*struct{}, error) {
 	f.got = append(f.got, p)
