@@ -250,8 +250,10 @@ func remoteIP(r *http.Request) string {
 	return host
 }
 
-// ServeHTTP applies the per-IP limit, then routes.
+// ServeHTTP sets the security headers and applies the per-IP limit,
+// then routes.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	setSecurityHeaders(w.Header()) // also when mounted without SecureHeaders
 	limit, bucket := a.d.Limits.API, "api"
 	if len(r.URL.Path) >= len("/api/auth/") && r.URL.Path[:len("/api/auth/")] == "/api/auth/" {
 		limit, bucket = a.d.Limits.Auth, "auth"

@@ -56,9 +56,7 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Content-Type", "application/json") // the other headers: headers.go
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }

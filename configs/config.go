@@ -26,6 +26,7 @@ type Config struct {
 	Log       Log       `yaml:"log"`
 	DataDir   string    `yaml:"data_dir"`
 	HTTP      HTTP      `yaml:"http"`
+	Metrics   Metrics   `yaml:"metrics"`
 	RTMP      RTMP      `yaml:"rtmp"`
 	RTSP      RTSP      `yaml:"rtsp"`
 	Storage   Storage   `yaml:"storage"`

@@ -376,3 +376,28 @@ func TestBodyLimitKeys(t *testing.T) {
 		t.Fatalf("%+v %v", cfg.HTTP, err)
 	}
 }
+
+func TestMetricsKeys(t *testing.T) {
+	for _, c := range []struct{ yaml, key string }{
+		{"metrics:\n  addr: nope\n", "line 2: metrics.addr"},
+		{"metrics:\n  addr: \":8080\"\n", "line 2: metrics.addr"}, // http.addr
+		{"metrics:\n  token: short\n", "line 2: metrics.token"},
+	} {
+		if _, err := Parse([]byte(c.yaml), "x.yaml", noEnv); err == nil || !strings.Contains(err.Error(), c.key) {
+			t.Errorf("%q: %v", c.yaml, err)
+		}
+	}
+	_, err := Parse([]byte("metrics:\n  token: \"s3cr3t short\"\n"), "x.yaml", noEnv)
+	if err == nil || strings.Contains(err.Error(), "s3cr3t") {
+		t.Errorf("want an error without the token, got %v", err)
+	}
+	const tok = "0123456789abcdef-metrics"
+	env := map[string]string{"STREAMD_METRICS_TOKEN": tok, "STREAMD_METRICS_ADDR": "127.0.0.1:9100"}
+	cfg, err := Parse(DefaultFile(), "d", func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil || cfg.Metrics.Token != tok || cfg.Metrics.Addr != "127.0.0.1:9100" {
+		t.Fatalf("%+v %v", cfg.Metrics, err)
+	}
+	if out, _ := Marshal(cfg, false); strings.Contains(string(out), tok) {
+		t.Error("config print shows the metrics token")
+	}
+}

@@ -302,8 +302,8 @@ func applyEnv(v reflect.Value, path string, lookupEnv func(string) (string, bool
 
 // Marshal renders a configuration as YAML (for `streamd config print`).
 // Stream keys, the S3 secret, signing keys, OIDC client secrets, the
-// billing webhook secret and passwords in URLs are redacted unless
-// showSecrets.
+// billing webhook secret, the metrics token and passwords in URLs are
+// redacted unless showSecrets.
 func Marshal(c Config, showSecrets bool) ([]byte, error) {
 	if !showSecrets {
 		redact := func(v *string) {
@@ -314,6 +314,7 @@ func Marshal(c Config, showSecrets bool) ([]byte, error) {
 		redact(&c.Storage.Objects.SecretKey)
 		redact(&c.Auth.URLSigningKey)
 		redact(&c.Auth.BillingWebhookSecret)
+		redact(&c.Metrics.Token)
 		c.Auth.OIDC = append(c.Auth.OIDC[:0:0], c.Auth.OIDC...)
 		for i := range c.Auth.OIDC {
 			redact(&c.Auth.OIDC[i].ClientSecret)

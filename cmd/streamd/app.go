@@ -15,7 +15,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/streamd/streamd/auth"
 	"github.com/streamd/streamd/configs"
@@ -45,6 +44,8 @@ type Main struct {
 
 	// Set by Run: the addresses actually bound.
 	HTTPAddr, RTMPAddr, RTSPAddr net.Addr
+	// MetricsAddr is /metrics' own listener (metrics.addr); nil: on HTTPAddr.
+	MetricsAddr net.Addr
 	// Channels as resolved at start, keys included.
 	Channels []live.Channel
 
@@ -68,6 +69,9 @@ type Main struct {
 	http     *http.Server
 	httpLn   net.Listener
 	httpDone chan error
+	// metrics is /metrics' own server when metrics.addr is set.
+	metrics     *http.Server
+	metricsDone chan error
 }
 
 // Run starts every server and returns once they listen. On error,
@@ -191,7 +195,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	mux.Handle("/vod/", policy.Gate(og)) // catalog items' trees under vod/{id}/ (the layout streamd transcode writes)
 	mux.Handle("/healthz", origin.Health())
 	mux.Handle("/readyz", origin.Ready(objs, 0, m.Log))
-	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	if err := m.startMetrics(cfg, mux); err != nil {
+		return err
+	}
 	mux.Handle("GET /api/transcode", jsonHandler(func() any { return m.pool.Status() }))
 	svc, err := newAuthService(cfg, m.Meta, m.Sessions, m.Log)
 	if err != nil {
@@ -369,6 +375,9 @@ func (m *Main) Close() error {
 		m.http = nil
 	} else if m.httpLn != nil {
 		m.httpLn.Close()
+	}
+	if e := m.closeMetrics(); e != nil && err == nil {
+		err = e
 	}
 	if m.Jobs != nil {
 		// Running encodes get a moment to finish, then are cancelled:

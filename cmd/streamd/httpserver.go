@@ -13,10 +13,12 @@ import (
 // serverHandler is what the HTTP server runs: mux behind what every
 // request gets, whatever it asks for.
 //
-// LimitBodies is outermost: it sets read deadlines, which needs the
-// server's own ResponseWriter.
+// SecureHeaders covers every /api route in one place, this package's
+// handlers (/api/transcode, uploads, job cancel) and the web page's
+// /api/channels as much as package api's. LimitBodies is outermost: it
+// sets read deadlines, which needs the server's own ResponseWriter.
 func serverHandler(cfg configs.Config, mux http.Handler, log *slog.Logger) http.Handler {
-	h := refuseDotSegments(mux)
+	h := api.SecureHeaders(refuseDotSegments(mux))
 	return api.LimitBodies(h, api.BodyLimits{
 		Timeout: time.Duration(cfg.HTTP.BodyTimeout),
 		MinRate: int64(cfg.HTTP.MinBodyRateKiB) << 10,
